@@ -1,0 +1,111 @@
+"""Plain callbacks for the training loop: early stopping, history file, progress bar.
+
+A callback is any object with some of `on_log(record)`, `on_evaluate(state, metrics)` and
+`on_end(state)`; the loop calls what exists (duck typing, no base class).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+LOWER_IS_BETTER = {"loss"}
+
+
+@dataclass
+class EarlyStopping:
+    """Stop when `metric` has not improved by `min_delta` for `patience` evaluations."""
+
+    metric: str = "macro_f1"
+    patience: int = 3
+    min_delta: float = 0.0
+    best_: float | None = None
+    best_step_: int = -1
+    bad_evals_: int = 0
+
+    def improved(self, value: float) -> bool:
+        if self.best_ is None:
+            return True
+        sign = -1.0 if self.metric in LOWER_IS_BETTER else 1.0
+        return sign * (value - self.best_) > self.min_delta
+
+    def update(self, step: int, metrics: dict[str, float]) -> tuple[bool, bool]:
+        """Record an evaluation; return (is_new_best, should_stop)."""
+        value = metrics[self.metric]
+        if self.improved(value):
+            self.best_, self.best_step_, self.bad_evals_ = value, step, 0
+            return True, False
+        self.bad_evals_ += 1
+        return False, self.bad_evals_ >= self.patience
+
+
+class History:
+    """Appends one JSON line per logged step or evaluation to `history.jsonl`."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_log(self, record: dict[str, Any]) -> None:
+        clean = {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in record.items()
+        }
+        clean.update(
+            {
+                f"{k}_nonfinite": str(v)
+                for k, v in record.items()
+                if isinstance(v, float) and not math.isfinite(v)
+            }
+        )
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(clean) + "\n")
+
+
+class ProgressBar:
+    """A rich progress bar with loss, learning rate and samples/s."""
+
+    def __init__(self, total_steps: int, enabled: bool = True):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            disable=not enabled,
+        )
+        self.task = self.progress.add_task("train", total=total_steps, info="")
+        self.progress.start()
+
+    def on_log(self, record: dict[str, Any]) -> None:
+        if record.get("split") == "train":
+            info = (
+                f"loss {record['loss']:.4f}  lr {record['lr']:.2e}  "
+                f"{record['samples_per_s']:.0f} samples/s"
+            )
+            self.progress.update(self.task, completed=record["step"], info=info)
+        elif record.get("split") == "validation":
+            self.progress.console.log(
+                "validation  "
+                + "  ".join(
+                    f"{k} {v:.4f}"
+                    for k, v in record.items()
+                    if k in ("loss", "accuracy", "macro_f1")
+                )
+            )
+
+    def on_end(self, state) -> None:
+        self.progress.update(self.task, completed=state.step)
+        self.progress.stop()
