@@ -1,0 +1,339 @@
+"""The stages behind `tunewise run`: data → baseline → train → evaluate → report.
+
+Each stage is a plain function a Python user can call, and each leaves its output in the run
+directory, so a later stage (or a later command) can pick up from there:
+
+    import tunewise
+    metrics = tunewise.run("configs/banking77.yaml", ["data.max_rows=300"])
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+from tunewise.config import RunConfig, dump_config, load_config
+from tunewise.data.encode import Encoded, encode
+from tunewise.data.load import Examples, read_examples
+from tunewise.data.validate import Splits, load_splits
+from tunewise.errors import InputError, Problem
+from tunewise.evaluation import baseline as base
+from tunewise.evaluation.compare import compare
+from tunewise.evaluation.metrics import classification_metrics, confusion, per_class
+from tunewise.evaluation.predict import embed, predict_logits
+from tunewise.models import load as models
+from tunewise.models.adapt import adapt, count_parameters
+from tunewise.models.card import write_model_card
+from tunewise.training.callbacks import History, ProgressBar
+from tunewise.training.loop import bf16_supported, fit, resolve_precision
+
+console = Console(stderr=True)
+
+
+def run(config: str | Path | dict | RunConfig | None = None, overrides: Sequence[str] = ()) -> dict:
+    """Validate data, score the baselines, train, evaluate against them, write the report."""
+    cfg = _config(config, overrides)
+    splits = load_splits(cfg.data, cfg.seed)
+    if splits.test is None:
+        raise InputError(
+            [
+                Problem(
+                    "config",
+                    None,
+                    "data.test",
+                    "no test set given",
+                    "give a held-out test file: the tuned model is proved on it",
+                )
+            ]
+        )
+    run_dir = start_run(cfg)
+    tokenizer = models.load_tokenizer(cfg.model.name, cfg.model.trust_remote_code)
+    baseline(cfg, splits, run_dir, tokenizer)
+    train_stage(cfg, splits, run_dir, tokenizer)
+    metrics = evaluate(run_dir)
+    report(run_dir)
+    return metrics
+
+
+def train(
+    config: str | Path | dict | RunConfig | None = None, overrides: Sequence[str] = ()
+) -> Path:
+    """Validate data and train; the run directory gets model/, history.jsonl and checkpoints/."""
+    cfg = _config(config, overrides)
+    splits = load_splits(cfg.data, cfg.seed)
+    run_dir = start_run(cfg)
+    tokenizer = models.load_tokenizer(cfg.model.name, cfg.model.trust_remote_code)
+    train_stage(cfg, splits, run_dir, tokenizer)
+    return run_dir
+
+
+def _config(config, overrides: Sequence[str]) -> RunConfig:
+    if isinstance(config, RunConfig):
+        return load_config(config.to_dict(), overrides) if overrides else config
+    return load_config(config, overrides)
+
+
+def start_run(cfg: RunConfig) -> Path:
+    """Create the run directory with the resolved config; clear outputs of an earlier run."""
+    run_dir = cfg.run_dir()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("history.jsonl", "metrics.json", "baseline.json", "training.json"):
+        (run_dir / stale).unlink(missing_ok=True)
+    dump_config(cfg, run_dir / "config.yaml")
+    console.log(f"run directory: {run_dir}")
+    return run_dir
+
+
+def _encode(tokenizer, ex: Examples, splits: Splits, max_length: int) -> Encoded:
+    return encode(tokenizer, ex.texts, splits.ids(ex), max_length)
+
+
+def baseline(cfg: RunConfig, splits: Splits, run_dir: Path, tokenizer) -> dict:
+    """Score zero-shot and linear-probe baselines of the untuned encoder on the test rows."""
+    assert splits.test is not None
+    console.log("baseline: embedding train, validation and test with the untuned encoder")
+    encoder = models.load_encoder(cfg.model.name, cfg.model.trust_remote_code)
+    bf16 = resolve_precision(cfg.train.precision, next(encoder.parameters()).device) == "bf16"
+    n = len(splits.labels)
+    emb = {
+        name: embed(
+            encoder, _encode(tokenizer, ex, splits, cfg.model.max_length), cfg.eval.batch_size, bf16
+        )
+        for name, ex in (
+            ("train", splits.train),
+            ("validation", splits.validation),
+            ("test", splits.test),
+        )
+    }
+    label_ex = encode(
+        tokenizer, [base.label_text(x) for x in splits.labels], None, cfg.model.max_length
+    )
+    y = {
+        name: np.array(splits.ids(ex))
+        for name, ex in (
+            ("train", splits.train),
+            ("validation", splits.validation),
+            ("test", splits.test),
+        )
+    }
+    zero = base.zero_shot(emb["test"], embed(encoder, label_ex, cfg.eval.batch_size, bf16))
+    probe, c = base.linear_probe(
+        emb["train"], y["train"], emb["validation"], y["validation"], emb["test"], cfg.seed
+    )
+    result = {
+        "test_size": len(splits.test),
+        "test_source": splits.test.source,
+        "zero_shot": {
+            "predictions": zero.tolist(),
+            "metrics": classification_metrics(y["test"], zero, n),
+        },
+        "linear_probe": {
+            "predictions": probe.tolist(),
+            "C": c,
+            "metrics": classification_metrics(y["test"], probe, n),
+        },
+    }
+    (run_dir / "baseline.json").write_text(json.dumps(result))
+    for name in ("zero_shot", "linear_probe"):
+        console.log(f"baseline {name}: accuracy {result[name]['metrics']['accuracy']:.4f}")
+    return result
+
+
+def train_stage(cfg: RunConfig, splits: Splits, run_dir: Path, tokenizer) -> dict:
+    """Adapt the pre-trained model, train it, save model/ and training.json."""
+    model = models.load_classifier(
+        cfg.model.name, splits.labels, cfg.model.dropout, cfg.model.trust_remote_code
+    )
+    adapt(model, cfg.adapt.method, cfg.adapt.freeze_layers)
+    params = count_parameters(model)
+    console.log(
+        f"trainable parameters: {params['trainable']:,} of {params['total']:,} "
+        f"({params['percent']:.2f}%)  method={cfg.adapt.method}"
+    )
+    train_data = _encode(tokenizer, splits.train, splits, cfg.model.max_length)
+    val_data = _encode(tokenizer, splits.validation, splits, cfg.model.max_length)
+    bf16 = resolve_precision(cfg.train.precision, next(model.parameters()).device) == "bf16"
+    y_val = np.array(val_data.labels)
+
+    def evaluate_validation(m) -> dict[str, float]:
+        logits, loss = predict_logits(m, val_data, cfg.eval.batch_size, bf16)
+        scores = classification_metrics(y_val, logits.argmax(1), len(splits.labels))
+        return {"loss": loss, "accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"]}
+
+    bar = ProgressBar(_total_steps(cfg, len(train_data)), enabled=console.is_terminal)
+    state = fit(
+        model,
+        train_data,
+        evaluate_validation,
+        cfg.train,
+        seed=cfg.seed,
+        out_dir=run_dir,
+        callbacks=[History(run_dir / "history.jsonl"), bar],
+    )
+    model.save_pretrained(run_dir / "model")
+    tokenizer.save_pretrained(run_dir / "model")
+    summary = {
+        "parameters": params,
+        "training": {
+            "steps": state.step,
+            "epochs": state.epoch,
+            "seconds": round(state.seconds, 2),
+            "samples_per_second": round(state.samples / max(state.seconds, 1e-9), 2),
+            "best_step": state.best_step,
+            "best_metric": state.best_metric,
+            "stopped_early": state.stopped_early,
+            "precision": state.precision,
+        },
+        "validation": {"source": splits.validation_source, "size": len(splits.validation)},
+    }
+    (run_dir / "training.json").write_text(json.dumps(summary, indent=1))
+    console.log(
+        f"trained {state.step} steps in {state.seconds:.0f} s "
+        f"({summary['training']['samples_per_second']:.0f} samples/s, {state.precision})"
+    )
+    return summary
+
+
+def _total_steps(cfg: RunConfig, n_rows: int) -> int:
+    return cfg.train.max_steps or cfg.train.epochs * -(-n_rows // cfg.train.batch_size)
+
+
+def evaluate(run_dir: str | Path, data: str | Path | None = None) -> dict:
+    """Score the tuned model on the test set (or `data`) and compare it with the baseline."""
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir / "config.yaml")
+    path = str(data) if data is not None else cfg.data.test
+    if path is None:
+        raise InputError(
+            [
+                Problem(
+                    str(run_dir / "config.yaml"),
+                    None,
+                    "data.test",
+                    "no test set to evaluate on",
+                    "pass --data FILE",
+                )
+            ]
+        )
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(
+        run_dir / "model", use_safetensors=True
+    )
+    tokenizer = AutoTokenizer.from_pretrained(run_dir / "model")
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    test = _read_labelled(path, cfg, labels)
+    y = np.array([labels.index(t) for t in test.labels])
+    bf16 = bf16_supported(next(model.parameters()).device) and cfg.train.precision != "fp32"
+    logits, loss = predict_logits(
+        model,
+        encode(tokenizer, test.texts, list(y), cfg.model.max_length),
+        cfg.eval.batch_size,
+        bf16,
+    )
+    pred = logits.argmax(1)
+    metrics = _metrics_document(run_dir, cfg, labels, y, pred, test)
+    out = run_dir / ("metrics.json" if data is None else f"metrics-{Path(path).stem}.json")
+    out.write_text(json.dumps(metrics, indent=1))
+    write_model_card(run_dir, metrics)
+    print_summary(metrics, run_dir)
+    return metrics
+
+
+def _read_labelled(path: str, cfg: RunConfig, labels: list[str]) -> Examples:
+    ex, problems = read_examples(path, cfg.data.text_col, cfg.data.label_col, field="data.test")
+    known = set(labels)
+    problems += [
+        Problem(
+            path,
+            line,
+            cfg.data.label_col,
+            f"label '{lab}' was not in training",
+            "remove the row or retrain with examples of this label",
+        )
+        for line, lab in zip(ex.lines, ex.labels, strict=True)
+        if lab not in known
+    ]
+    if problems:
+        raise InputError(problems)
+    return ex
+
+
+def _metrics_document(
+    run_dir: Path,
+    cfg: RunConfig,
+    labels: list[str],
+    y: np.ndarray,
+    pred: np.ndarray,
+    test: Examples,
+) -> dict[str, Any]:
+    """Assemble metrics.json: tuned vs the baseline on the same rows, with CI and p-value."""
+    n = len(labels)
+    doc: dict[str, Any] = {
+        "task": cfg.task,
+        "name": cfg.name,
+        "test_size": len(y),
+        "test_source": test.source,
+        "labels": labels,
+        "tuned": classification_metrics(y, pred, n),
+    }
+    saved = run_dir / "baseline.json"
+    baselines = json.loads(saved.read_text()) if saved.exists() else None
+    if baselines and baselines["test_size"] == len(y) and baselines["test_source"] == test.source:
+        doc["baselines"] = {k: baselines[k]["metrics"] for k in ("zero_shot", "linear_probe")}
+        name = cfg.eval.baseline
+        if name == "best":
+            name = max(doc["baselines"], key=lambda k: doc["baselines"][k]["accuracy"])
+        doc["baseline_name"], doc["baseline"] = name, doc["baselines"][name]
+        doc.update(
+            compare(
+                y,
+                np.array(baselines[name]["predictions"]),
+                pred,
+                n,
+                n_boot=cfg.eval.bootstrap,
+                seed=cfg.seed,
+            )
+        )
+    doc["per_class"] = per_class(y, pred, labels)
+    doc["confusion_matrix"] = confusion(y, pred, n).tolist()
+    training = run_dir / "training.json"
+    if training.exists():
+        doc.update(json.loads(training.read_text()))
+    return doc
+
+
+def print_summary(metrics: dict, run_dir: Path) -> None:
+    """The table `tunewise run` ends with: baselines, tuned, the difference and its CI."""
+    from rich.table import Table
+
+    table = Table(title=f"{metrics['name']}: test set, {metrics['test_size']} rows")
+    table.add_column("model")
+    for key in ("accuracy", "macro_f1"):
+        table.add_column(key, justify="right")
+    for name, scores in {**metrics.get("baselines", {}), "tuned": metrics["tuned"]}.items():
+        table.add_row(name, *(f"{scores[k]:.4f}" for k in ("accuracy", "macro_f1")))
+    out = Console()
+    out.print(table)
+    if "delta" in metrics:
+        lo, hi = metrics["ci95"]["accuracy"]
+        out.print(
+            f"tuned − {metrics['baseline_name']}: accuracy {metrics['delta']['accuracy']:+.4f} "
+            f"(95% CI {lo:+.4f} … {hi:+.4f}), McNemar p = "
+            f"{metrics['significance']['p_value']:.2g}"
+        )
+    out.print(f"report: {(run_dir / 'report.html').resolve()}")
+
+
+def report(run_dir: str | Path) -> Path:
+    """Write the self-contained HTML report of a run directory."""
+    from tunewise.report.html import write_report
+
+    path = write_report(Path(run_dir))
+    console.log(f"report written: {path}")
+    return path

@@ -1,0 +1,111 @@
+"""End to end: `tunewise run` on a 300-row slice of real BANKING77 with the embedded MiniLM."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from tests.conftest import banking_slice
+from tunewise.cli import main
+
+CONTRACT_METRICS = {"accuracy", "macro_f1", "macro_precision", "macro_recall"}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    train, test = banking_slice(tmp, n_train=300, n_test=150)
+    code = main(
+        [
+            "run",
+            "configs/banking77.yaml",
+            f"data.train={train}",
+            f"data.test={test}",
+            f"output_dir={tmp / 'runs'}",
+            "name=slice",
+            "train.max_steps=12",
+            "train.eval_every=6",
+            "train.log_every=3",
+            "eval.bootstrap=200",
+        ]
+    )
+    assert code == 0
+    return tmp / "runs" / "slice"
+
+
+def test_run_directory_contract(finished_run):
+    for name in (
+        "config.yaml",
+        "metrics.json",
+        "history.jsonl",
+        "report.html",
+        "model/config.json",
+        "model/model.safetensors",
+        "model/README.md",
+        "checkpoints/last/model.safetensors",
+        "checkpoints/last/state.json",
+    ):
+        assert (finished_run / name).is_file(), name
+    assert not list(finished_run.rglob("*.bin")) and not list(finished_run.rglob("*.pt"))
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    for key in ("task", "baseline", "tuned", "delta", "ci95", "significance", "test_size"):
+        assert key in metrics, key
+    assert metrics["test_size"] == 150 and metrics["task"] == "classification"
+    assert (
+        metrics["tuned"].keys() >= CONTRACT_METRICS
+        and metrics["baseline"].keys() >= CONTRACT_METRICS
+    )
+    assert set(metrics["baselines"]) == {"zero_shot", "linear_probe"}
+    lo, hi = metrics["ci95"]["accuracy"]
+    assert lo <= metrics["delta"]["accuracy"] <= hi
+    assert 0.0 <= metrics["significance"]["p_value"] <= 1.0
+    config = yaml.safe_load((finished_run / "config.yaml").read_text())
+    assert config["train"]["max_steps"] == 12 and "${" not in json.dumps(config)
+
+
+def test_history_has_train_steps_and_evaluations(finished_run):
+    lines = [json.loads(x) for x in (finished_run / "history.jsonl").read_text().splitlines()]
+    train = [r for r in lines if r["split"] == "train"]
+    val = [r for r in lines if r["split"] == "validation"]
+    assert [r["step"] for r in train] == [3, 6, 9, 12]
+    assert [r["step"] for r in val] == [6, 12]
+    assert all({"epoch", "loss", "lr", "grad_norm"} <= r.keys() for r in train)
+    assert all({"loss", "accuracy", "macro_f1"} <= r.keys() for r in val)
+
+
+def test_transformers_pipeline_loads_the_model_with_label_names(finished_run):
+    from transformers import pipeline
+
+    clf = pipeline("text-classification", model=str(finished_run / "model"))
+    labels = json.loads((finished_run / "metrics.json").read_text())["labels"]
+    out = clf("I am still waiting on my card?")
+    assert out[0]["label"] in labels
+
+
+def test_report_is_self_contained(finished_run):
+    html = (finished_run / "report.html").read_text()
+    assert "data:image/png;base64," in html and "<script src=" not in html
+
+
+def test_corrupted_data_exits_2_with_line_numbers(tmp_path, capsys):
+    train, test = banking_slice(tmp_path, n_train=60, n_test=20)
+    lines = train.read_text(encoding="utf-8").splitlines()
+    lines[5] = ",card_arrival"  # empty text on line 6
+    lines[9] = lines[9].split(",")[0] + ","  # missing label on line 10
+    train.write_bytes("\n".join(lines).encode() + b"\nbad \xff\xfe bytes,card_arrival\n")
+    code = main(
+        [
+            "run",
+            "configs/banking77.yaml",
+            f"data.train={train}",
+            f"data.test={test}",
+            f"output_dir={tmp_path / 'runs'}",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"{train}:6: text:" in err and f"{train}:10: category:" in err
+    assert f"{train}:{len(lines) + 1}:" in err
+    assert not (tmp_path / "runs").exists()  # nothing ran, no model loaded
