@@ -54,7 +54,7 @@ class DataConfig:
     test: str | None = None
     text_col: str = "text"
     label_col: str = "label"
-    max_rows: int | None = _f(None, ge=1)  # keep first N rows of each split
+    max_rows: int | None = _f(None, ge=1)  # N rows of each split: a seeded stratified sample
     val_fraction: float = _f(0.1, gt=0.0, le=0.5)
 
 
