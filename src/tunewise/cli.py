@@ -41,7 +41,7 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=3e-5")
 
 
-COMMANDS: dict[str, tuple[Callable, str, Callable[[argparse.ArgumentParser], None]]] = {
+COMMANDS: dict[str, tuple[Callable, str, Callable[[argparse.ArgumentParser], object]]] = {
     "run": (
         _run,
         "audit → baseline → train → evaluate → report, into a run directory",

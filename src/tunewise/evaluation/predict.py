@@ -6,6 +6,7 @@ Rows are processed shortest first (little padding) and written back in input ord
 from __future__ import annotations
 
 from contextlib import nullcontext
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ def _autocast(model: nn.Module, bf16: bool):
 
 @torch.inference_mode()
 def predict_logits(
-    model: nn.Module, data: Encoded, batch_size: int = 128, bf16: bool = False
+    model: Any, data: Encoded, batch_size: int = 128, bf16: bool = False
 ) -> tuple[np.ndarray, float]:
     """Logits in input order and the mean cross-entropy over rows with a known label."""
     model.eval()
@@ -44,7 +45,7 @@ def predict_logits(
 
 @torch.inference_mode()
 def embed(
-    encoder: nn.Module, data: Encoded, batch_size: int = 128, bf16: bool = False
+    encoder: Any, data: Encoded, batch_size: int = 128, bf16: bool = False
 ) -> np.ndarray:
     """L2-normalised mean-pooled token embeddings (the sentence-transformers recipe)."""
     encoder.eval()

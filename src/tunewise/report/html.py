@@ -143,7 +143,7 @@ def _headline(metrics: dict) -> dict | None:
 
 def _verdict(delta: float | None, p_value: float | None) -> str:
     """McNemar tests accuracy, so the verdict pairs its p-value with the accuracy delta."""
-    if not _is_number(delta) or not _is_number(p_value):
+    if delta is None or p_value is None or not _is_number(delta) or not _is_number(p_value):
         return "no significance test available"
     if p_value >= SIGNIFICANCE_LEVEL or delta == 0:
         return f"not significantly different (p={pval(p_value)})"

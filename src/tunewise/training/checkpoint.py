@@ -62,7 +62,7 @@ def _plain(obj: Any) -> Any:
 def rng_state() -> dict[str, Any]:
     """Python, NumPy and torch RNG states as JSON-friendly values."""
     py = random.getstate()
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()
     return {
         "python": [py[0], list(py[1]), py[2]],
         "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
