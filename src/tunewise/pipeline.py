@@ -125,7 +125,7 @@ def baseline(cfg: RunConfig, splits: Splits, run_dir: Path, tokenizer) -> dict:
     probe, c = base.linear_probe(
         emb["train"], y["train"], emb["validation"], y["validation"], emb["test"], cfg.seed
     )
-    result = {
+    result: dict[str, Any] = {
         "test_size": len(splits.test),
         "test_source": splits.test.source,
         "zero_shot": {
@@ -177,7 +177,7 @@ def train_stage(cfg: RunConfig, splits: Splits, run_dir: Path, tokenizer) -> dic
     )
     model.save_pretrained(run_dir / "model")
     tokenizer.save_pretrained(run_dir / "model")
-    summary = {
+    summary: dict[str, Any] = {
         "parameters": params,
         "training": {
             "steps": state.step,
