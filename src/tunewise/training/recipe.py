@@ -1,0 +1,143 @@
+"""What a run's config turns into for training: the adapted model, the loss, extra callbacks,
+the saved model, and a record of which regularisers were active.
+
+These are the `build_x(cfg)` functions: the only place the model, adapt and train sections are
+read; everything they call takes plain arguments. `tunewise run`, `tunewise compare` and the
+ranking stage share them, so every path trains the same way:
+
+    model = build_model(cfg, labels)
+    loss_fn = build_training_loss(cfg, label_counts)
+    fit(model, data, evaluate, cfg.train, seed=cfg.seed, loss_fn=loss_fn,
+        layer_lr_decay=cfg.adapt.layer_lr_decay, callbacks=extra_callbacks(cfg))
+    model = save_trained(model, tokenizer, run_dir)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from tunewise.errors import InputError, Problem
+from tunewise.models import load as models
+from tunewise.models.adapt import adapt
+from tunewise.models.dropout import dropout_of
+from tunewise.models.lora import is_peft, save_adapter_and_merge
+from tunewise.training.losses import LossFn, build_loss
+from tunewise.training.unfreeze import GradualUnfreezing
+
+
+def build_model(cfg: Any, labels: list[str]) -> nn.Module:
+    """The pre-trained model with a fresh head, dropout overrides applied, then adapted."""
+    m = cfg.model
+    model = models.load_classifier(
+        m.name,
+        labels,
+        m.dropout,
+        m.trust_remote_code,
+        attention_dropout=m.attention_dropout,
+        classifier_dropout=m.classifier_dropout,
+    )
+    a = cfg.adapt
+    return adapt(model, a.method, a.freeze_layers, lora=dataclasses.asdict(a.lora))
+
+
+def build_training_loss(cfg: Any, label_counts: Sequence[int] | None = None) -> LossFn:
+    """`train.loss` with its options; class weights must give one number per class."""
+    o = cfg.train.loss_options
+    n_classes = len(label_counts) if label_counts is not None else None
+    for key in ("class_weights", "alpha"):
+        value = getattr(o, key)
+        if isinstance(value, list) and n_classes is not None and len(value) != n_classes:
+            raise InputError(
+                [
+                    Problem(
+                        "config",
+                        None,
+                        f"train.loss_options.{key}",
+                        f"{len(value)} values for {n_classes} classes",
+                        "give one value per class, in label order (sorted names), or null",
+                    )
+                ]
+            )
+    return build_loss(
+        cfg.train.loss,
+        label_smoothing=o.label_smoothing,
+        gamma=o.gamma,
+        alpha=o.alpha,
+        class_weights=o.class_weights,
+        margin=o.margin,
+        train_label_counts=label_counts,
+    )
+
+
+def extra_callbacks(cfg: Any) -> list[Any]:
+    """Loop callbacks the adapt section asks for: gradual unfreezing."""
+    a = cfg.adapt
+    return [GradualUnfreezing(a.unfreeze_every, a.unfreeze_unit)] if a.unfreeze_every else []
+
+
+def save_trained(model: Any, tokenizer: Any, run_dir: Path) -> nn.Module:
+    """Save model/ (Hugging Face format); LoRA also saves adapter/ and merges first.
+
+    Returns the model that was saved (for LoRA the merged plain model).
+    """
+    shutil.rmtree(run_dir / "adapter", ignore_errors=True)  # never a stale adapter beside model/
+    if is_peft(model):
+        model = save_adapter_and_merge(model, run_dir / "adapter")
+        tokenizer.save_pretrained(run_dir / "adapter")
+    model.save_pretrained(run_dir / "model")
+    tokenizer.save_pretrained(run_dir / "model")
+    return model
+
+
+def describe_loss(cfg: Any) -> dict[str, Any]:
+    """The loss and the options that apply to it, for training.json."""
+    o = cfg.train.loss_options
+    used = {
+        "cross_entropy": (),
+        "weighted_cross_entropy": ("class_weights",),
+        "focal": ("gamma", "alpha"),
+        "pairwise_ranking": ("margin",),
+    }[cfg.train.loss]
+    return {
+        "name": cfg.train.loss,
+        "label_smoothing": o.label_smoothing,
+        **{k: getattr(o, k) for k in used},
+    }
+
+
+def regularization(cfg: Any, model_config: Any) -> dict[str, Any]:
+    """Which regularisers were in force, with their values; `active` lists those switched on.
+
+    The doctor's `no-regularization` rule reads this from metrics.json.
+    """
+    t, a = cfg.train, cfg.adapt
+    dropout = dropout_of(model_config)
+    if a.method == "lora":
+        dropout["lora"] = a.lora.dropout
+    record: dict[str, Any] = {
+        "weight_decay": t.weight_decay,
+        "dropout": dropout,
+        "label_smoothing": t.loss_options.label_smoothing,
+        "early_stopping": t.early_stopping is not None,
+        "clip_grad_norm": t.clip_grad_norm,
+        "frozen_parameters": a.method != "full",
+        "gradual_unfreezing": a.unfreeze_every is not None,
+        "layer_lr_decay": a.layer_lr_decay,
+    }
+    switched = {
+        "weight_decay": t.weight_decay > 0,
+        "dropout": any((v or 0) > 0 for v in dropout.values()),
+        "label_smoothing": t.loss_options.label_smoothing > 0,
+        "early_stopping": record["early_stopping"],
+        "frozen_parameters": record["frozen_parameters"],
+        "gradual_unfreezing": record["gradual_unfreezing"],
+        "layer_lr_decay": (a.layer_lr_decay or 1.0) < 1.0,
+    }
+    record["active"] = [name for name, on in switched.items() if on]
+    return record
