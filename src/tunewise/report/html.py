@@ -25,6 +25,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from tunewise.errors import InputError, Problem
+from tunewise.report.evaluation_sections import deeper_context
+from tunewise.tuning.plots import report_section as tune_section
 
 METRIC_COLUMNS = ("accuracy", "macro_f1", "macro_precision", "macro_recall")
 MAX_TICK_CLASSES = 30  # above this, tick labels are unreadable; the top-pairs table replaces them
@@ -42,6 +44,7 @@ def write_report(run_dir: Path) -> Path:
         raise InputError([Problem(str(run_dir / "metrics.json"), None, "<root>", "not an object")])
     context = _context(metrics, *_read_history(run_dir / "history.jsonl"))
     context.update(config=_read_config(run_dir / "config.yaml"), findings=_read_findings(run_dir))
+    context["tune"] = tune_section(run_dir)  # after `tunewise tune`: its study and plots
     out = run_dir / "report.html"
     out.write_text(_environment().get_template("report.html").render(context), encoding="utf-8")
     return out
@@ -113,6 +116,7 @@ def _context(metrics: dict, history: list[dict], skipped: int) -> dict:
         "confusion": _confusion_section(metrics.get("confusion_matrix"), labels),
         "per_class": _per_class_section(metrics.get("per_class")),
         "summaries": _summaries(metrics),
+        **deeper_context(metrics, png=_png),
     }
 
 

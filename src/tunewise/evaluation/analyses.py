@@ -1,0 +1,169 @@
+"""The deeper analyses `tunewise evaluate` adds to metrics.json, glued to a run's model and data.
+
+Accuracy with a CI says whether the tuned model is better on average; these say whether it is
+safe to ship: `slices` (is some group served worse?), `calibration` (can its confidence be
+trusted?), `errors` (which mistakes to read first) and `forgetting` (did it lose general
+ability?). The maths lives in pure functions over numpy arrays (slices.py, calibration.py,
+error_analysis.py, forgetting.py); this module only fetches what they need from the run:
+
+    scored = Scored(test, y, logits, labels, token_counts(tokenizer, encoded))
+    metrics["slices"] = slices(cfg.eval, scored)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+from tunewise.data import sources
+from tunewise.data.encode import Encoded, encode
+from tunewise.data.load import Examples
+from tunewise.data.validate import load_splits
+from tunewise.errors import InputError
+from tunewise.evaluation.calibration import calibration_report, probabilities
+from tunewise.evaluation.error_analysis import error_report
+from tunewise.evaluation.forgetting import Embed, forgetting_report
+from tunewise.evaluation.predict import embed, predict_logits
+from tunewise.evaluation.slices import LENGTH, length_buckets, slice_report
+
+console = Console(stderr=True)
+
+
+@dataclass
+class Scored:
+    """The test rows and what the tuned model made of them."""
+
+    test: Examples
+    y: np.ndarray
+    logits: np.ndarray
+    labels: list[str]
+    token_counts: np.ndarray  # tokens per row, special tokens excluded, after truncation
+
+
+def token_counts(tokenizer: Any, encoded: Encoded) -> np.ndarray:
+    """Text tokens per row: the encoded length minus [CLS]/[SEP]-style special tokens."""
+    special = tokenizer.num_special_tokens_to_add(pair=False)
+    return np.maximum(encoded.lengths() - special, 0)
+
+
+def slices(eval_cfg: Any, scored: Scored) -> dict[str, Any]:
+    """Per-slice accuracy and macro-F1 by length bucket and by each `eval.slice_cols` column."""
+    columns: dict[str, Sequence[str]] = {LENGTH: length_buckets(scored.token_counts)}
+    notes = []
+    for col in eval_cfg.slice_cols:
+        if col in scored.test.meta:
+            columns[col] = scored.test.meta[col]
+        else:
+            notes.append(f"column '{col}' is not in {scored.test.source}; not sliced by it")
+    pred = scored.logits.argmax(1)
+    return slice_report(scored.y, pred, columns, eval_cfg.min_slice_size, notes)
+
+
+def errors(scored: Scored) -> dict[str, Any]:
+    """The most confident wrong predictions and the most confused class pairs, with texts."""
+    probs = probabilities(scored.logits)
+    return error_report(probs, scored.y, scored.test.texts, scored.test.lines, scored.labels)
+
+
+def calibration(cfg: Any, model: Any, tokenizer: Any, scored: Scored, bf16: bool) -> dict:
+    """ECE and reliability bins on test; temperature fitted on the run's validation rows."""
+    if not cfg.eval.temperature_scaling:
+        note = "temperature scaling is off (eval.temperature_scaling: false)"
+        return calibration_report(scored.logits, scored.y, note=note)
+    val = validation_logits(cfg, model, tokenizer, scored.labels, bf16)
+    if isinstance(val, str):
+        return calibration_report(scored.logits, scored.y, note=val)
+    return calibration_report(scored.logits, scored.y, *val)
+
+
+def validation_logits(
+    cfg: Any, model: Any, tokenizer: Any, labels: list[str], bf16: bool
+) -> tuple[np.ndarray, np.ndarray] | str:
+    """Logits and class ids of the run's validation rows, or why they are unavailable.
+
+    `load_splits` with the run's data config and seed rebuilds the same validation split
+    training used (the split is seeded and stratified), or reads the validation file.
+    """
+    try:
+        validation = load_splits(cfg.data, cfg.seed).validation
+    except InputError as exc:
+        first = exc.problems[0] if exc.problems else exc
+        return f"validation data unavailable, temperature not fitted ({first})"
+    index = {label: i for i, label in enumerate(labels)}
+    rows = [i for i, label in enumerate(validation.labels) if label in index]
+    if not rows:
+        return "no validation rows with a known label; temperature not fitted"
+    validation = validation.subset(rows)
+    y = np.array([index[label] for label in validation.labels])
+    data = encode(tokenizer, validation.texts, list(y), cfg.model.max_length)
+    logits, _ = predict_logits(model, data, cfg.eval.batch_size, bf16)
+    return logits, y
+
+
+def forgetting(cfg: Any, tuned_encoder: Any, tokenizer: Any, bf16: bool) -> dict[str, Any]:
+    """Linear-probe accuracy of base vs tuned encoder on general tasks (`eval.forgetting`)."""
+    from tunewise.models.load import load_encoder
+
+    if not cfg.eval.forgetting:
+        return {"tasks": [], "mean_delta": None, "skipped": [], "note": "eval.forgetting is empty"}
+    start = time.perf_counter()
+    try:
+        base_encoder = load_encoder(cfg.model.name, cfg.model.trust_remote_code)
+    except InputError as exc:
+        reason = f"base model {cfg.model.name} unavailable ({exc})"
+        skipped = [{"name": name, "reason": reason} for name in cfg.eval.forgetting]
+        return {"tasks": [], "mean_delta": None, "skipped": skipped}
+    base_encoder.to(next(tuned_encoder.parameters()).device)
+    doc = forgetting_report(
+        cfg.eval.forgetting,
+        _embedder(base_encoder, tokenizer, cfg, bf16),
+        _embedder(tuned_encoder, tokenizer, cfg, bf16),
+        sources.data_dir(),
+        cfg.eval.forgetting_rows,
+        cfg.eval.forgetting_test_rows,
+        cfg.eval.bootstrap,
+        cfg.seed,
+    )
+    console.log(
+        f"forgetting probe: {len(doc['tasks'])} task(s) in {time.perf_counter() - start:.0f} s"
+    )
+    return doc
+
+
+def _embedder(encoder: Any, tokenizer: Any, cfg: Any, bf16: bool) -> Embed:
+    """texts -> mean-pooled, L2-normalised embeddings of `encoder` (as the baselines use)."""
+
+    def run(texts: Sequence[str]) -> np.ndarray:
+        data = encode(tokenizer, texts, None, cfg.model.max_length)
+        return embed(encoder, data, cfg.eval.batch_size, bf16)
+
+    return run
+
+
+def summary_lines(metrics: dict) -> list[str]:
+    """One line each for the worst slice, calibration and forgetting, for the final table."""
+    lines = []
+    worst = (metrics.get("slices") or {}).get("worst")
+    if worst:
+        lines.append(
+            f"worst slice: {worst['slice']} = {worst['value']} ({worst['size']} rows), accuracy "
+            f"{worst['accuracy']:.4f} ({-worst['gap']:+.4f} vs overall)"
+        )
+    cal = metrics.get("calibration") or {}
+    if cal.get("ece") is not None:
+        after, t = cal.get("ece_after_temperature"), cal.get("temperature")
+        fixed = f", {after:.3f} after temperature T={t:.2f}" if after is not None else ""
+        lines.append(f"calibration: ECE {cal['ece']:.3f}{fixed}")
+    for task in (metrics.get("forgetting") or {}).get("tasks", []):
+        ci = task["ci95"]
+        ci_text = f" (95% CI {ci[0]:+.4f} … {ci[1]:+.4f})" if ci else ""
+        lines.append(
+            f"forgetting {task['name']}: probe accuracy {task['base_accuracy']:.4f} → "
+            f"{task['tuned_accuracy']:.4f}, {task['delta']:+.4f}{ci_text}"
+        )
+    return lines
