@@ -260,3 +260,54 @@ def test_malformed_override_is_reported():
 
 def test_dataclass_constructors_do_no_checking():
     assert TrainConfig(lr=-1.0).lr == -1.0  # validation lives in the loader only
+
+
+@pytest.mark.parametrize(
+    "value,expected",
+    [("2", 2), ("[0, 3]", [0, 3]), (r"'layer\.[01]\.'", r"layer\.[01]\."), ("'2'", 2)],
+)
+def test_a_union_field_takes_the_first_type_the_value_fits(value, expected):
+    cfg = load_config({"data": {"train": "a.csv"}}, [f"adapt.freeze_layers={value}"])
+    assert cfg.adapt.freeze_layers == expected
+
+
+def test_a_union_field_names_every_accepted_type_when_none_fits():
+    with pytest.raises(InputError) as exc:
+        load_config({"data": {"train": "a.csv"}, "adapt": {"freeze_layers": [0, "x"]}})
+    (message,) = problems(exc)
+    assert "adapt.freeze_layers: expected an integer or a list or a string" in message
+
+
+def test_losses_lora_and_regularisation_keys_round_trip(tmp_path):
+    cfg = load_config(
+        {
+            "data": {"train": "a.csv"},
+            "model": {"attention_dropout": 0.2, "classifier_dropout": 0.3},
+            "adapt": {
+                "method": "lora",
+                "lora": {"r": 4, "target_modules": ["query"]},
+                "unfreeze_every": 2,
+                "unfreeze_unit": "step",
+                "layer_lr_decay": 0.8,
+            },
+            "train": {
+                "loss": "focal",
+                "grad_accum": 4,
+                "loss_options": {"gamma": 1.5, "alpha": [1, 2], "label_smoothing": 0.1},
+            },
+        }
+    )
+    assert cfg.train.loss_options.alpha == [1.0, 2.0] and cfg.adapt.lora.r == 4
+    dump_config(cfg, tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml") == cfg
+    with pytest.raises(InputError) as exc:
+        load_config(
+            {
+                "data": {"train": "a.csv"},
+                "train": {"loss": "focall", "grad_accum": 0, "loss_options": {"gamma": -1}},
+                "adapt": {"layer_lr_decay": 1.5},
+            }
+        )
+    text = str(exc.value)
+    assert "did you mean 'focal'" in text and "train.grad_accum: must be >= 1" in text
+    assert "train.loss_options.gamma" in text and "adapt.layer_lr_decay" in text

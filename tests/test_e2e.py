@@ -29,10 +29,19 @@ def finished_run(tmp_path_factory):
             "train.eval_every=6",
             "train.log_every=3",
             "eval.bootstrap=200",
+            "eval.forgetting_rows=100",
+            "eval.forgetting_test_rows=50",
         ]
     )
-    assert code == 0
+    # 12 steps on 300 rows cannot beat the linear probe: the doctor blocks (exit 1), and the run
+    # directory is still complete, so the user can read why.
+    assert code == 1
     return tmp / "runs" / "slice"
+
+
+def test_the_doctor_names_the_regression(finished_run):
+    findings = json.loads((finished_run / "doctor.json").read_text())
+    assert ("no-improvement", "error") in [(f["code"], f["severity"]) for f in findings]
 
 
 def test_run_directory_contract(finished_run):
@@ -46,6 +55,10 @@ def test_run_directory_contract(finished_run):
         "model/README.md",
         "checkpoints/last/model.safetensors",
         "checkpoints/last/state.json",
+        "audit.json",
+        "audit.html",
+        "prepare.json",
+        "dropped.jsonl",
     ):
         assert (finished_run / name).is_file(), name
     assert not list(finished_run.rglob("*.bin")) and not list(finished_run.rglob("*.pt"))
@@ -63,6 +76,33 @@ def test_run_directory_contract(finished_run):
     assert 0.0 <= metrics["significance"]["p_value"] <= 1.0
     config = yaml.safe_load((finished_run / "config.yaml").read_text())
     assert config["train"]["max_steps"] == 12 and "${" not in json.dumps(config)
+
+
+def test_deeper_evaluation_sections(finished_run):
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    slices = metrics["slices"]
+    assert slices["by"] == ["length"] and slices["groups"]
+    assert sum(g["size"] for g in slices["groups"] + slices["skipped"]) == 150
+    assert slices["worst"]["gap"] == slices["overall"]["accuracy"] - slices["worst"]["accuracy"]
+    cal = metrics["calibration"]
+    assert 0 <= cal["ece"] <= 1 and len(cal["bins"]) == 15
+    assert cal["temperature"] > 0 and 0 <= cal["ece_after_temperature"] <= 1
+    assert cal["validation_size"] == json.loads((finished_run / "training.json").read_text())[
+        "validation"
+    ]["size"]
+    tasks = {t["name"]: t for t in metrics["forgetting"]["tasks"]}
+    assert set(tasks) == {"trec", "sst2"}, metrics["forgetting"]["skipped"]
+    for t in tasks.values():
+        assert t["train_size"] == 100 and t["test_size"] == 50
+        lo, hi = t["ci95"]
+        assert lo <= t["delta"] <= hi
+    errors = metrics["errors"]
+    assert len(errors["confident_wrong"]) == 10 and len(errors["confused_pairs"]) == 10
+    wrong = errors["confident_wrong"][0]
+    assert {"text", "true", "predicted", "confidence", "line"} <= wrong.keys()
+    html = (finished_run / "report.html").read_text()
+    for section in ("slices", "calibration", "forgetting", "errors"):
+        assert f'<section id="{section}">' in html, section
 
 
 def test_history_has_train_steps_and_evaluations(finished_run):
@@ -109,3 +149,18 @@ def test_corrupted_data_exits_2_with_line_numbers(tmp_path, capsys):
     assert f"{train}:6: text:" in err and f"{train}:10: category:" in err
     assert f"{train}:{len(lines) + 1}:" in err
     assert not (tmp_path / "runs").exists()  # nothing ran, no model loaded
+
+
+def test_report_renders_in_a_real_browser(finished_run, tmp_path):
+    from tests.browser import browser_page
+
+    with browser_page() as page:
+        page.goto((finished_run / "report.html").resolve().as_uri())
+        broken = page.evaluate(
+            "[...document.images].filter(i => !i.complete || i.naturalWidth === 0).length")
+        count = page.evaluate("document.images.length")
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        assert page.errors == []
+    assert count >= 3 and broken == 0
+    assert (tmp_path / "report.png").stat().st_size > 10_000
+    assert (finished_run.parent / "mlflow.db").is_file()  # tracked in MLflow's local store

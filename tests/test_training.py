@@ -107,6 +107,7 @@ def _train_cfg(**kw):
         epochs=3,
         max_steps=None,
         batch_size=8,
+        grad_accum=1,
         lr=1e-2,
         weight_decay=0.0,
         schedule="linear",
@@ -212,3 +213,43 @@ def test_freeze_keeps_embeddings_and_first_layers_fixed():
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
     assert any("embeddings" in n for n in frozen)
     assert all(".layer.1." not in n for n in frozen) and any(".layer.0." in n for n in frozen)
+
+
+def _no_dropout(model):
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return model
+
+
+@pytest.mark.parametrize("loss", [None, "weighted_cross_entropy"])
+def test_gradient_accumulation_4x8_equals_1x32(loss):
+    from tunewise.training.losses import build_loss
+
+    loss_fn = build_loss(loss, train_label_counts=[5, 3, 2]) if loss else None
+    weights, losses = [], []
+    for batch_size, accum in ((32, 1), (8, 4)):
+        model = _no_dropout(tiny_bert(seed=2))
+        cfg = _train_cfg(batch_size=batch_size, grad_accum=accum, epochs=2, lr=1e-3)
+        log = SimpleNamespace(on_log=lambda r: losses.append(r["loss"]) if "lr" in r else None)
+        state = fit(model, _toy_encoded(n=64), lambda m: {}, cfg, seed=3, loss_fn=loss_fn,
+                    callbacks=[log])  # fmt: skip
+        assert state.step == 4 and state.samples == 128
+        weights.append(model.state_dict())
+    assert losses[:4] == pytest.approx(losses[4:], rel=1e-5)  # the same loss, step by step
+    uneven = [k for k in weights[0] if not torch.allclose(weights[0][k], weights[1][k], atol=1e-5)]
+    assert not uneven
+    moved = tiny_bert(seed=2).state_dict()
+    assert not torch.allclose(moved["classifier.weight"], weights[1]["classifier.weight"])
+
+
+def test_loss_fn_replaces_the_model_loss():
+    from tunewise.training.losses import build_loss
+
+    records = []
+    cfg = _train_cfg(max_steps=1, log_every=1)
+    for loss_fn in (None, build_loss("cross_entropy"), build_loss("focal", gamma=5.0)):
+        fit(tiny_bert(seed=1), _toy_encoded(), lambda m: {}, cfg, seed=0, loss_fn=loss_fn,
+            callbacks=[SimpleNamespace(on_log=records.append)])  # fmt: skip
+    model_loss, ce, focal = (r["loss"] for r in records if r["split"] == "train")
+    assert ce == pytest.approx(model_loss, rel=1e-5) and focal < 0.5 * ce

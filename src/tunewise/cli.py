@@ -6,6 +6,7 @@ Exit codes: 0 success; 1 the work ran and found a blocking problem; 2 bad input 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 
@@ -20,8 +21,46 @@ def _run(a: argparse.Namespace) -> None:
 
 def _train(a: argparse.Namespace) -> None:
     from tunewise.pipeline import train
+    from tunewise.training import distributed
 
-    print(train(a.config, a.overrides))
+    if a.nproc > 1 and not distributed.launched():  # start N data-parallel copies of this command
+        code = distributed.relaunch(["train", a.config, *a.overrides], a.nproc)
+        if code:
+            raise SystemExit(code)
+        return
+    run_dir = train(a.config, a.overrides)
+    if distributed.is_main():
+        print(run_dir)
+    distributed.finish()
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    _config_args(p)
+    p.add_argument("--nproc", type=int, default=1,
+                   help="data-parallel processes on this machine (DDP through Accelerate: gloo "
+                   "on CPU, NCCL on GPU); the global batch stays train.batch_size")
+
+
+def _tune(a: argparse.Namespace) -> None:
+    from tunewise.tuning.search import tune
+
+    options = {"trials": a.trials, "timeout": a.timeout, "sampler": a.sampler,
+               "pruner": a.pruner, "storage": a.storage, "workers": a.workers, "study": a.study}
+    given = [f"tune.{k}={json.dumps(v)}" for k, v in options.items() if v is not None]
+    tune(a.config, [*a.overrides, *given], worker=a.worker)
+
+
+def _tune_args(p: argparse.ArgumentParser) -> None:
+    _config_args(p)
+    p.add_argument("--trials", type=int, help="trials the study should hold (tune.trials)")
+    p.add_argument("--timeout", type=float, help="stop starting trials after S seconds")
+    p.add_argument("--sampler", choices=("tpe", "random", "grid"), help="tune.sampler")
+    p.add_argument("--pruner", choices=("hyperband", "median", "none"), help="tune.pruner")
+    p.add_argument("--storage", help="journal file, sqlite:///FILE or postgresql://... URL")
+    p.add_argument("--workers", type=int, help="processes on this machine sharing the study")
+    p.add_argument("--study", help="study name; an existing study resumes")
+    p.add_argument("--worker", action="store_true",
+                   help="join the study as a worker: run queued trials, write no outputs")
 
 
 def _evaluate(a: argparse.Namespace) -> None:
@@ -36,6 +75,66 @@ def _report(a: argparse.Namespace) -> None:
     print(report(a.run_dir))
 
 
+def _doctor(a: argparse.Namespace) -> None:
+    from tunewise.findings import has_errors
+    from tunewise.pipeline import doctor
+
+    if has_errors(doctor(a.run_dir)):
+        raise BlockingFinding(f"the doctor found errors in {a.run_dir}")
+
+
+def _runs(a: argparse.Namespace) -> None:
+    from tunewise.report.runs import list_runs, print_runs
+
+    print_runs(list_runs(a.output_dir))
+
+
+def _audit(a: argparse.Namespace) -> None:
+    from tunewise.curation import audit
+    from tunewise.findings import has_errors
+
+    if has_errors(audit(a.data, a.test, a.text_col, a.label_col, a.out, a.config)):
+        raise BlockingFinding(f"the audit found errors; see {a.out}/audit.json")
+
+
+def _audit_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", help="labelled file to audit (CSV, JSONL, Parquet, datasets folder)")
+    p.add_argument("--test", help="test file, checked for leakage from DATA")
+    p.add_argument("--text-col", help="text column (default: data.text_col, 'text')")
+    p.add_argument("--label-col", help="label column (default: data.label_col, 'label')")
+    p.add_argument("--out", default="audit", help="folder for audit.json and audit.html")
+    p.add_argument("--config", help="YAML config whose audit:, model:, data: sections apply")
+
+
+def _prepare(a: argparse.Namespace) -> None:
+    from tunewise.curation import prepare
+
+    prepare(a.data, a.out, a.config, a.pii, a.text_col, a.label_col, a.augment)
+
+
+def _prepare_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", help="labelled file to clean")
+    p.add_argument("--out", required=True, help="cleaned file (.csv or .jsonl)")
+    p.add_argument("--config", help="YAML config whose prepare: section sets the steps")
+    p.add_argument("--pii", choices=("redact", "report", "off"), help="override prepare.pii")
+    p.add_argument("--text-col", help="text column (default: data.text_col, 'text')")
+    p.add_argument("--label-col", help="label column (default: data.label_col, 'label')")
+    p.add_argument("--augment", action="store_true",
+                   help="DATA is training data: add the rows prepare.augment makes")
+
+
+def _compare(a: argparse.Namespace) -> None:
+    from tunewise.comparison import compare_methods
+
+    compare_methods(a.config, [m.strip() for m in a.methods.split(",") if m.strip()], a.overrides)
+
+
+def _compare_args(p: argparse.ArgumentParser) -> None:
+    _config_args(p)
+    p.add_argument("--methods", default="full,head,freeze,bitfit,lora",
+                   help="comma-separated adapt methods; METHOD:key=value overrides one method")
+
+
 def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="YAML config file")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=3e-5")
@@ -47,17 +146,29 @@ COMMANDS: dict[str, tuple[Callable, str, Callable[[argparse.ArgumentParser], obj
         "audit → baseline → train → evaluate → report, into a run directory",
         _config_args,
     ),
+    "audit": (_audit, "find what is wrong with a data set; writes audit.json and audit.html",
+              _audit_args),
+    "prepare": (_prepare, "clean, redact and dedup a data set; dropped rows go to "
+                "FILE's .dropped.jsonl with their reason", _prepare_args),
     "train": (
         _train,
         "validate data and train; writes model/, history.jsonl, checkpoints/",
-        _config_args,
+        _train_args,
     ),
+    "tune": (_tune, "search hyperparameters with Optuna on validation; writes RUN_DIR/tune/ "
+             "(best_config.yaml, trials.csv, plots), then retrains the best config", _tune_args),
     "evaluate": (
         _evaluate,
         "score a run's model on its test set (or --data) against the baseline",
         lambda p: (p.add_argument("run_dir"), p.add_argument("--data")),
     ),
+    "doctor": (_doctor, "name the pitfalls of a finished run; writes RUN_DIR/doctor.json",
+               lambda p: p.add_argument("run_dir")),
+    "runs": (_runs, "list the runs in an output folder with their key metrics",
+             lambda p: p.add_argument("output_dir", nargs="?", default="runs")),
     "report": (_report, "write RUN_DIR/report.html", lambda p: p.add_argument("run_dir")),
+    "compare": (_compare, "train each adapt method on the same split and seed; writes "
+                "compare.json and compare.html", _compare_args),
 }
 
 
@@ -83,7 +194,12 @@ def _quiet_libraries() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    takes_overrides = isinstance(getattr(args, "overrides", None), list)
+    if extra and takes_overrides and all("=" in x for x in extra):
+        args.overrides += extra  # key=value overrides may also follow an option (--methods ...)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _quiet_libraries()
     try:
         args.func(args)

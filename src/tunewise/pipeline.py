@@ -10,25 +10,34 @@ directory, so a later stage (or a later command) can pick up from there:
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from rich.console import Console
 
 from tunewise.config import RunConfig, dump_config, load_config
+from tunewise.curation import curate, prepare_text
 from tunewise.data.encode import Encoded, encode
 from tunewise.data.load import Examples, read_examples
+from tunewise.data.split import stratified_sample
 from tunewise.data.validate import Splits, load_splits
-from tunewise.errors import InputError, Problem
+from tunewise.errors import BlockingFinding, InputError, Problem
+from tunewise.evaluation import analyses
 from tunewise.evaluation import baseline as base
 from tunewise.evaluation.compare import compare
 from tunewise.evaluation.metrics import classification_metrics, confusion, per_class
 from tunewise.evaluation.predict import embed, predict_logits
+from tunewise.findings import Finding, has_errors, print_findings, write_findings
 from tunewise.models import load as models
-from tunewise.models.adapt import adapt, count_parameters
+from tunewise.models.adapt import count_parameters
 from tunewise.models.card import write_model_card
+from tunewise.report.doctor import diagnose
+from tunewise.report.track import track
+from tunewise.training import distributed, recipe
 from tunewise.training.callbacks import History, ProgressBar
 from tunewise.training.loop import bf16_supported, fit, resolve_precision
 
@@ -38,6 +47,10 @@ console = Console(stderr=True)
 def run(config: str | Path | dict | RunConfig | None = None, overrides: Sequence[str] = ()) -> dict:
     """Validate data, score the baselines, train, evaluate against them, write the report."""
     cfg = _config(config, overrides)
+    if cfg.train.loss == "pairwise_ranking":  # preference pairs: a reranker or reward model
+        from tunewise.ranking.stage import run_ranking
+
+        return run_ranking(cfg)
     splits = load_splits(cfg.data, cfg.seed)
     if splits.test is None:
         raise InputError(
@@ -52,11 +65,18 @@ def run(config: str | Path | dict | RunConfig | None = None, overrides: Sequence
             ]
         )
     run_dir = start_run(cfg)
+    splits = curate(cfg, splits, run_dir)
     tokenizer = models.load_tokenizer(cfg.model.name, cfg.model.trust_remote_code)
     baseline(cfg, splits, run_dir, tokenizer)
     train_stage(cfg, splits, run_dir, tokenizer)
     metrics = evaluate(run_dir)
+    findings = doctor(run_dir)
     report(run_dir)
+    logged = track(run_dir, cfg.track.backends, cfg.track.uri, cfg.track.experiment)
+    if logged:
+        console.log("tracked: " + ", ".join(f"{k} run {v}" for k, v in logged.items()))
+    if has_errors(findings):
+        raise BlockingFinding(f"the doctor found errors; see {run_dir / 'doctor.json'}")
     return metrics
 
 
@@ -65,8 +85,12 @@ def train(
 ) -> Path:
     """Validate data and train; the run directory gets model/, history.jsonl and checkpoints/."""
     cfg = _config(config, overrides)
+    if cfg.train.loss == "pairwise_ranking":
+        from tunewise.ranking.stage import train_ranking
+
+        return train_ranking(cfg)
     splits = load_splits(cfg.data, cfg.seed)
-    run_dir = start_run(cfg)
+    run_dir = start_run(cfg) if distributed.is_main() else cfg.run_dir()  # one writer under DDP
     tokenizer = models.load_tokenizer(cfg.model.name, cfg.model.trust_remote_code)
     train_stage(cfg, splits, run_dir, tokenizer)
     return run_dir
@@ -146,10 +170,8 @@ def baseline(cfg: RunConfig, splits: Splits, run_dir: Path, tokenizer) -> dict:
 
 def train_stage(cfg: RunConfig, splits: Splits, run_dir: Path, tokenizer) -> dict:
     """Adapt the pre-trained model, train it, save model/ and training.json."""
-    model = models.load_classifier(
-        cfg.model.name, splits.labels, cfg.model.dropout, cfg.model.trust_remote_code
-    )
-    adapt(model, cfg.adapt.method, cfg.adapt.freeze_layers)
+    torch.manual_seed(cfg.seed)  # the new head's initial weights too: same config, same run
+    model = recipe.build_model(cfg, splits.labels)
     params = count_parameters(model)
     console.log(
         f"trainable parameters: {params['trainable']:,} of {params['total']:,} "
@@ -165,7 +187,10 @@ def train_stage(cfg: RunConfig, splits: Splits, run_dir: Path, tokenizer) -> dic
         scores = classification_metrics(y_val, logits.argmax(1), len(splits.labels))
         return {"loss": loss, "accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"]}
 
-    bar = ProgressBar(_total_steps(cfg, len(train_data)), enabled=console.is_terminal)
+    main = distributed.is_main()  # under DDP only the main process logs and saves
+    bar = ProgressBar(_total_steps(cfg, len(train_data)), enabled=console.is_terminal and main)
+    writers = [History(run_dir / "history.jsonl"), bar] if main else []
+    counts = np.bincount(train_data.labels, minlength=len(splits.labels)).tolist()
     state = fit(
         model,
         train_data,
@@ -173,12 +198,17 @@ def train_stage(cfg: RunConfig, splits: Splits, run_dir: Path, tokenizer) -> dic
         cfg.train,
         seed=cfg.seed,
         out_dir=run_dir,
-        callbacks=[History(run_dir / "history.jsonl"), bar],
+        callbacks=[*writers, *recipe.extra_callbacks(cfg)],
+        loss_fn=recipe.build_training_loss(cfg, counts),
+        layer_lr_decay=cfg.adapt.layer_lr_decay,
     )
-    model.save_pretrained(run_dir / "model")
-    tokenizer.save_pretrained(run_dir / "model")
+    if not main:
+        return {}
+    model = recipe.save_trained(model, tokenizer, run_dir)
     summary: dict[str, Any] = {
         "parameters": params,
+        "loss": recipe.describe_loss(cfg),
+        "regularization": recipe.regularization(cfg, model.config),
         "training": {
             "steps": state.step,
             "epochs": state.epoch,
@@ -190,6 +220,7 @@ def train_stage(cfg: RunConfig, splits: Splits, run_dir: Path, tokenizer) -> dic
             "precision": state.precision,
         },
         "validation": {"source": splits.validation_source, "size": len(splits.validation)},
+        "train_label_counts": dict(Counter(splits.train.labels)),
     }
     (run_dir / "training.json").write_text(json.dumps(summary, indent=1))
     console.log(
@@ -200,13 +231,18 @@ def train_stage(cfg: RunConfig, splits: Splits, run_dir: Path, tokenizer) -> dic
 
 
 def _total_steps(cfg: RunConfig, n_rows: int) -> int:
-    return cfg.train.max_steps or cfg.train.epochs * -(-n_rows // cfg.train.batch_size)
+    step_rows = cfg.train.batch_size * cfg.train.grad_accum
+    return cfg.train.max_steps or cfg.train.epochs * -(-n_rows // step_rows)
 
 
 def evaluate(run_dir: str | Path, data: str | Path | None = None) -> dict:
     """Score the tuned model on the test set (or `data`) and compare it with the baseline."""
     run_dir = Path(run_dir)
     cfg = load_config(run_dir / "config.yaml")
+    if cfg.train.loss == "pairwise_ranking":
+        from tunewise.ranking.stage import evaluate_ranker
+
+        return evaluate_ranker(run_dir, data)
     path = str(data) if data is not None else cfg.data.test
     if path is None:
         raise InputError(
@@ -227,17 +263,20 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None) -> dict:
     )
     tokenizer = AutoTokenizer.from_pretrained(run_dir / "model")
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    test = _read_labelled(path, cfg, labels)
+    test = prepare_text(cfg, _read_labelled(path, cfg, labels))  # as the model was trained
+    if data is None and cfg.data.max_rows is not None:  # the seeded sample the baseline scored
+        test = stratified_sample(test, cfg.data.max_rows, cfg.seed)
     y = np.array([labels.index(t) for t in test.labels])
     bf16 = bf16_supported(next(model.parameters()).device) and cfg.train.precision != "fp32"
-    logits, loss = predict_logits(
-        model,
-        encode(tokenizer, test.texts, list(y), cfg.model.max_length),
-        cfg.eval.batch_size,
-        bf16,
-    )
+    encoded = encode(tokenizer, test.texts, list(y), cfg.model.max_length)
+    logits, loss = predict_logits(model, encoded, cfg.eval.batch_size, bf16)
     pred = logits.argmax(1)
     metrics = _metrics_document(run_dir, cfg, labels, y, pred, test)
+    scored = analyses.Scored(test, y, logits, labels, analyses.token_counts(tokenizer, encoded))
+    metrics["slices"] = analyses.slices(cfg.eval, scored)
+    metrics["calibration"] = analyses.calibration(cfg, model, tokenizer, scored, bf16)
+    metrics["errors"] = analyses.errors(scored)
+    metrics["forgetting"] = analyses.forgetting(cfg, model.base_model, tokenizer, bf16)
     out = run_dir / ("metrics.json" if data is None else f"metrics-{Path(path).stem}.json")
     out.write_text(json.dumps(metrics, indent=1))
     write_model_card(run_dir, metrics)
@@ -246,7 +285,9 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None) -> dict:
 
 
 def _read_labelled(path: str, cfg: RunConfig, labels: list[str]) -> Examples:
-    ex, problems = read_examples(path, cfg.data.text_col, cfg.data.label_col, field="data.test")
+    ex, problems = read_examples(
+        path, cfg.data.text_col, cfg.data.label_col, field="data.test", keep=cfg.eval.slice_cols
+    )
     known = set(labels)
     problems += [
         Problem(
@@ -327,7 +368,19 @@ def print_summary(metrics: dict, run_dir: Path) -> None:
             f"(95% CI {lo:+.4f} … {hi:+.4f}), McNemar p = "
             f"{metrics['significance']['p_value']:.2g}"
         )
+    for line in analyses.summary_lines(metrics):
+        out.print(line)
     out.print(f"report: {(run_dir / 'report.html').resolve()}")
+
+
+def doctor(run_dir: str | Path) -> list[Finding]:
+    """Diagnose a finished run: write doctor.json and print the findings."""
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir / "config.yaml")
+    findings = diagnose(run_dir, cfg.doctor)
+    write_findings(run_dir / "doctor.json", findings)
+    print_findings(findings, f"doctor: {run_dir}")
+    return findings
 
 
 def report(run_dir: str | Path) -> Path:

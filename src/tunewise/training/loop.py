@@ -2,7 +2,9 @@
 
 AdamW (no decay on biases/norms) → warmup + schedule → bf16 autocast where the hardware has it →
 global-norm clipping (the pre-clip norm is logged) → evaluation every N steps or per epoch →
-early stopping that restores the best weights. Callbacks see every log record.
+early stopping that restores the best weights. Callbacks see every log record. Each optimizer step
+takes `batch_size * grad_accum` rows, split into `grad_accum` micro-batches whose gradients add up,
+so 4 x 8 trains like 1 x 32. `loss_fn(logits, labels)` replaces the model's own loss when given.
 
     state = fit(model, encoded_train, evaluate, cfg.train, seed=13, out_dir=run_dir)
 """
@@ -22,6 +24,8 @@ from torch import nn
 from tunewise.data.encode import Encoded, collate, train_batches
 from tunewise.training.callbacks import EarlyStopping
 from tunewise.training.checkpoint import save_checkpoint
+from tunewise.training.distributed import shard
+from tunewise.training.losses import LossFn
 from tunewise.training.optim import build_optimizer
 from tunewise.training.schedules import build_scheduler
 
@@ -55,6 +59,14 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
+def batch_loss(model: nn.Module, batch: dict[str, torch.Tensor], loss_fn: LossFn | None):
+    """The model's own loss, or `loss_fn(logits, labels)` when a training loss was chosen."""
+    if loss_fn is None:
+        return model(**batch).loss
+    labels = batch.pop("labels")
+    return loss_fn(model(**batch).logits, labels)
+
+
 def fit(
     model: nn.Module,
     data: Encoded,
@@ -64,8 +76,15 @@ def fit(
     seed: int,
     out_dir: Path | None = None,
     callbacks: Sequence[Any] = (),
+    loss_fn: LossFn | None = None,
+    collate_fn: Callable[[Any, list[int]], dict[str, torch.Tensor]] = collate,
+    layer_lr_decay: float | None = None,
 ) -> TrainState:
-    """Train `model` on `data` following the TrainConfig `cfg`; return the final state."""
+    """Train `model` on `data` following the TrainConfig `cfg`; return the final state.
+
+    `collate_fn(data, rows)` builds a batch (pairs for ranking); `layer_lr_decay` scales each
+    lower layer's learning rate (see `build_optimizer`).
+    """
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
@@ -76,10 +95,11 @@ def fit(
     accelerator = Accelerator(
         mixed_precision="bf16" if state.precision == "bf16" else "no", cpu=device.type == "cpu"
     )
-    steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
+    step_rows = cfg.batch_size * cfg.grad_accum
+    steps_per_epoch = math.ceil(len(data) / step_rows)
     state.total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
     eval_every = cfg.eval_every or steps_per_epoch
-    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay)
+    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, layer_lr_decay)
     scheduler = build_scheduler(
         optimizer, cfg.schedule, state.total_steps, round(cfg.warmup_ratio * state.total_steps)
     )
@@ -99,12 +119,20 @@ def fit(
     window_samples, loss_count = 0, 0
     loss_sum = torch.zeros((), device=accelerator.device)
     while state.step < state.total_steps and not state.stopped_early:
-        for rows in train_batches(lengths, cfg.batch_size, seed + state.epoch, cfg.group_by_length):
-            batch = {k: v.to(accelerator.device) for k, v in collate(data, rows).items()}
+        for rows in train_batches(lengths, step_rows, seed + state.epoch, cfg.group_by_length):
             model.train()
-            with accelerator.autocast():
-                loss = model(**batch).loss
-            accelerator.backward(loss)
+            for cb in callbacks:
+                if hasattr(cb, "on_step_begin"):
+                    cb.on_step_begin(state, model)
+            loss = torch.zeros((), device=accelerator.device)
+            for part in (rows[i : i + cfg.batch_size] for i in range(0, len(rows), cfg.batch_size)):
+                # under DDP each process takes a disjoint slice; `share` keeps the mean exact
+                mine, share = shard(part, accelerator.process_index, accelerator.num_processes)
+                batch = {k: v.to(accelerator.device) for k, v in collate_fn(data, mine).items()}
+                with accelerator.autocast():  # each micro-batch weighs by its share of the rows
+                    part_loss = batch_loss(model, batch, loss_fn) * (share * len(part) / len(rows))
+                accelerator.backward(part_loss)
+                loss += part_loss.detach().float()
             max_norm = cfg.clip_grad_norm if cfg.clip_grad_norm else math.inf
             grad_norm = accelerator.clip_grad_norm_(trainable, max_norm)
             optimizer.step()
@@ -122,7 +150,7 @@ def fit(
                         "step": state.step,
                         "epoch": round(state.step / steps_per_epoch, 4),
                         "split": "train",
-                        "loss": loss_sum.item() / loss_count,
+                        "loss": accelerator.reduce(loss_sum, "mean").item() / loss_count,
                         "lr": scheduler.get_last_lr()[0],
                         "grad_norm": float(grad_norm),
                         "samples_per_s": window_samples / max(now - window_start, 1e-9),
@@ -155,7 +183,7 @@ def fit(
 
     state.seconds = time.perf_counter() - start
     model = accelerator.unwrap_model(model)
-    if out_dir is not None:
+    if out_dir is not None and accelerator.is_main_process:
         save_checkpoint(
             out_dir / "checkpoints" / "last", model, optimizer, scheduler, asdict(state)
         )
