@@ -54,3 +54,37 @@ def test_runs_lists_each_run_with_its_numbers(tmp_path, capsys):
     assert main(["runs", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "run" in out and "0.9300" in out and "+0.0500" in out
+
+
+def test_comet_is_used_only_when_installed_and_configured(tmp_path, monkeypatch):
+    calls = {}
+
+    class Experiment:
+        def __init__(self, project_name):
+            calls["project"] = project_name
+
+        def set_name(self, name):
+            calls["name"] = name
+
+        def log_parameters(self, params):
+            calls["params"] = params
+
+        def log_metrics(self, values, step=None):
+            calls.setdefault("steps", []).append(step)
+            calls["last"] = values
+
+        def end(self):
+            calls["ended"] = True
+
+        def get_key(self):
+            return "c1"
+
+    monkeypatch.setitem(sys.modules, "comet_ml", SimpleNamespace(Experiment=Experiment))
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: object())
+    run = make_run(tmp_path)
+    monkeypatch.delenv("COMET_API_KEY", raising=False)
+    assert track(run, ["comet_ml"], None, "p") == {}
+    monkeypatch.setenv("COMET_API_KEY", "k")
+    assert track(run, ["comet_ml"], None, "p") == {"comet_ml": "c1"}
+    assert calls["params"]["train.lr"] == 3e-4 and calls["ended"]
+    assert calls["steps"][:2] == [10, 20] and calls["last"]["tuned.accuracy"] == 0.93

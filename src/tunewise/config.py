@@ -234,7 +234,7 @@ class PrepareConfig:
 class TrackConfig:
     """Where finished runs are logged (report/track.py); an uninstalled backend is skipped."""
 
-    backends: list[str] = _f(factory=lambda: ["mlflow"])  # mlflow, wandb; [] turns tracking off
+    backends: list[str] = _f(factory=lambda: ["mlflow"])  # mlflow, wandb, comet_ml; [] = off
     uri: str | None = None  # MLflow tracking URI; None: sqlite:///<output_dir>/mlflow.db
     experiment: str = "tunewise"
 

@@ -116,6 +116,28 @@ def log_wandb(run_dir: Path, project: str) -> str:
     return str(run.id)
 
 
+def log_comet(run_dir: Path, project: str) -> str:
+    """Log the same scalars to Comet (needs `comet_ml` installed and COMET_API_KEY set)."""
+    import comet_ml
+
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    run = comet_ml.Experiment(project_name=project)
+    run.set_name(config.get("name"))
+    run.log_parameters(flat(config))
+    for record in _history(run_dir):
+        values = {
+            f"{record['split']}.{k}": v
+            for k, v in record.items()
+            if k not in ("step", "split") and isinstance(v, int | float)
+        }
+        run.log_metrics(values, step=int(record["step"]))
+    metrics_path = run_dir / "metrics.json"
+    if metrics_path.exists():
+        run.log_metrics(_scalars(json.loads(metrics_path.read_text())))
+    run.end()
+    return str(run.get_key())
+
+
 def track(run_dir: Path, backends: list[str], uri: str | None, experiment: str) -> dict[str, str]:
     """Log the run to every configured backend that is installed; returns {backend: run id}."""
     done: dict[str, str] = {}
@@ -128,4 +150,6 @@ def track(run_dir: Path, backends: list[str], uri: str | None, experiment: str) 
             os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE")
         ):
             done[backend] = log_wandb(run_dir, experiment)
+        elif backend == "comet_ml" and os.environ.get("COMET_API_KEY"):
+            done[backend] = log_comet(run_dir, experiment)
     return done
