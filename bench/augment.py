@@ -62,13 +62,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="300 test rows, 60 steps")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--arms", nargs="+", default=["without", "with_eda"])
     args = parser.parse_args()
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="tunewise-augment-"))
     test_rows = 300 if args.quick else 3080
     train, val, test = _slice(tmp, test_rows)
     steps = 60 if args.quick else 400
-    arms: dict[str, list[float]] = {"without": [], "with_eda": []}
+    arms: dict[str, list[float]] = {arm: [] for arm in args.arms}
     for seed in args.seeds:
         for arm in arms:
             overrides = [

@@ -194,3 +194,15 @@ def test_back_translation_without_a_reachable_model_is_a_clear_error():
     cfg = AugmentConfig(method="backtranslate", model="no-such/opus-mt-en-de", back_model="x/y")
     with pytest.raises(InputError, match="cannot load 'no-such/opus-mt-en-de'"):
         augment_examples(train, cfg)
+
+
+def test_eda_insertions_never_lose_track_of_positions():
+    import random
+
+    from tunewise.data.augment import eda
+
+    table = {"card": ["plastic"], "money": ["cash"], "late": ["delayed"]}
+    rng = random.Random(0)
+    text = "my card is late and my money is late too"
+    outs = {eda(text, lambda w: table.get(w, []), 0.5, rng) for _ in range(300)}
+    assert len(outs) > 20 and all(len(o.split()) >= 2 for o in outs)

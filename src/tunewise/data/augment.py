@@ -61,9 +61,13 @@ def eda(text: str, synonyms, alpha: float, rng: random.Random) -> str:
         kept = [w for w in words if rng.random() > alpha]
         words = kept or [rng.choice(words)]
     else:
-        candidates = [i for i, w in enumerate(words) if synonyms(w.lower().strip(".,?!"))]
-        for i in rng.sample(candidates, min(n, len(candidates))):
-            choice = rng.choice(synonyms(words[i].lower().strip(".,?!")))
+        key = lambda w: w.lower().strip(".,?!")  # noqa: E731
+        candidates = [i for i, w in enumerate(words) if synonyms(key(w))]
+        picks = [
+            (i, rng.choice(synonyms(key(words[i]))))
+            for i in rng.sample(candidates, min(n, len(candidates)))
+        ]  # chosen before any insertion shifts positions
+        for i, choice in picks:
             if op == "replace":
                 words[i] = choice
             else:
