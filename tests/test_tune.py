@@ -122,6 +122,21 @@ def test_pruning_callback_reports_each_evaluation_and_stops_a_bad_trial():
 # --- studies -------------------------------------------------------------------------------------
 
 
+def test_plan_queues_only_what_is_missing_and_keeps_earlier_queued_trials(toy_config):
+    from tunewise.tuning.search import plan
+
+    cfg = load_config(toy_config, ["tune.trials=5"])
+    params = space.parse_space(LR_BATCH, cfg.to_dict())
+    study = optuna.create_study(direction="maximize")
+    study.tell(study.ask(), 0.5)  # trial 0: done
+    stale = study.ask()  # trial 1: its process died
+    study.enqueue_trial({})  # trial 2: queued by a session that timed out
+    assert plan(study, cfg.tune, params, seed=13) == 4  # trial 2 plus three new ones
+    assert study.trials[stale.number].user_attrs["error"] == INTERRUPTED
+    assert [t.number for t in study.trials] == [0, 1, 2, 3, 4, 5]
+    assert plan(study, cfg.tune, params, seed=13) == 4  # planning again adds nothing
+
+
 def test_search_records_failures_and_never_reads_the_test_set(toy_config, monkeypatch):
     toy_config["data"]["test"] = str(Path(toy_config["output_dir"]) / "no-such-test.csv")
     toy_config["tune"].update(sampler="grid", grid_points=2, pruner="median")

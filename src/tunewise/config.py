@@ -256,6 +256,7 @@ class TuneConfig:
     startup_trials: int = _f(5, ge=0)  # TPE: random trials before the model of good regions
     grid_points: int = _f(3, ge=2)  # grid: values per numeric range without its own `grid`
     retrain: bool = True  # retrain the best config with `run` and score it on test, once
+    seed: int | None = None  # the sampler's seed; None: the run's seed
 
 
 @dataclass

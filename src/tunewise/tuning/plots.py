@@ -152,7 +152,8 @@ def _curves(trials: list, metric: str) -> Figure | None:
     for t in shown:
         steps = sorted(t.intermediate_values)
         style = "-" if t.state == TrialState.COMPLETE else "--"
-        ax.plot(steps, [t.intermediate_values[s] for s in steps], style, linewidth=1, alpha=0.7)
+        values = [t.intermediate_values[s] for s in steps]
+        ax.plot(steps, values, style, marker="o", markersize=3, linewidth=1, alpha=0.7)
     ax.set(xlabel="evaluation", ylabel=f"validation {metric}", title=IMAGES["curves.png"])
     ax.grid(alpha=0.3)
     return fig

@@ -55,7 +55,9 @@ def tune(
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    cfg = config if isinstance(config, RunConfig) else load_config(config, overrides)
+    if isinstance(config, RunConfig):
+        config = config.to_dict()
+    cfg = load_config(config, overrides)
     _check_task(cfg)
     origin = str(config) if isinstance(config, str | Path) else "config"
     params = space.parse_space(cfg.tune.space or space.default_space(cfg), cfg.to_dict(), origin)
@@ -65,8 +67,8 @@ def tune(
     url = storage_url(t, tune_dir)
     if worker:
         return _work(cfg, params, url, tune_dir)
-    study = open_study(cfg, url, params, seed=cfg.seed)
-    queued = plan(study, t, params, cfg.seed)
+    study = open_study(cfg, url, params, seed=_seed(cfg))
+    queued = plan(study, t, params, _seed(cfg))
     console.log(f"study {study.study_name!r} ({_safe(url) or 'in memory'}): {queued} trials queued")
     deadline = time.monotonic() + t.timeout if t.timeout else None
     data = TrialData.load(cfg, tune_dir / "data")
@@ -82,6 +84,10 @@ def tune(
     if t.retrain:
         retrain(tune_dir / "best_config.yaml", summary, tune_dir)
     return summary
+
+
+def _seed(cfg: RunConfig) -> int:
+    return cfg.tune.seed if cfg.tune.seed is not None else cfg.seed
 
 
 def _check_task(cfg: RunConfig) -> None:
@@ -161,7 +167,7 @@ def _max_slots(t: TuneConfig, cfg: RunConfig, params: list) -> int | str:
 
 
 def plan(study: optuna.Study, t: TuneConfig, params: list, seed: int) -> int:
-    """Mark stale running trials interrupted, then queue the trials still missing; how many."""
+    """Mark stale running trials interrupted, queue the trials still missing; the queue's size."""
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study._storage.set_trial_user_attr(trial._trial_id, "error", INTERRUPTED)
         study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
@@ -170,7 +176,7 @@ def plan(study: optuna.Study, t: TuneConfig, params: list, seed: int) -> int:
     if t.sampler != "grid":
         for _ in range(missing):
             study.enqueue_trial({})
-        return missing
+        return _queued(study)
     points = space.grid_points(params, t.grid_points)
     seen = {_key(tr.system_attrs.get("fixed_params") or tr.params) for tr in counted}
     todo = [p for p in points if _key(p) not in seen]
@@ -179,7 +185,12 @@ def plan(study: optuna.Study, t: TuneConfig, params: list, seed: int) -> int:
         console.log(f"the grid has {len(points)} points: tune.trials={t.trials} is capped")
     for point in todo[:missing]:
         study.enqueue_trial(point)
-    return min(missing, len(todo))
+    return _queued(study)
+
+
+def _queued(study: optuna.Study) -> int:
+    """Trials waiting in the queue (this session's and any an earlier one left unrun)."""
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
 def _interrupted(trial: optuna.trial.FrozenTrial) -> bool:
@@ -283,7 +294,7 @@ def _work(cfg: RunConfig, params: list, url: str | None, tune_dir: Path) -> dict
         fix = "pass the --storage and --study of the study to join"
         raise InputError([Problem("config", None, "tune.storage", "a worker needs a storage", fix)])
     index = os.environ.get("TUNEWISE_TUNE_WORKER")
-    seed = cfg.seed + int(index) if index else None  # other machines: a fresh random seed
+    seed = _seed(cfg) + int(index) if index else None  # other machines: a fresh random seed
     study = open_study(cfg, url, params, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
         data = TrialData.load(cfg, Path(tmp))
@@ -304,7 +315,8 @@ def _join(workers: list, study: optuna.Study, url: str | None, deadline, drain) 
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             study._storage.set_trial_user_attr(trial._trial_id, "error", INTERRUPTED)
             study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
-    drain(len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,))))
+    if workers:  # a worker that died left its share queued: run it here
+        drain(_queued(study))
     while remote and study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if deadline is not None and time.monotonic() > deadline:
             break
