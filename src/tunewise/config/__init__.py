@@ -1,0 +1,11 @@
+"""Run configuration: `load_config(path, overrides)` returns a checked `RunConfig`.
+
+`schema.py` holds the sections (small dataclasses, rules in field metadata); `load.py` reads YAML,
+dicts and overrides into them and reports every problem with file, line and key at once.
+"""
+
+from tunewise.config.load import dump_config, load_config
+from tunewise.config.schema import *  # noqa: F403  (the sections and their choice tuples)
+from tunewise.config.schema import ConfigError, RunConfig
+
+__all__ = ["ConfigError", "RunConfig", "dump_config", "load_config"]

@@ -1,0 +1,273 @@
+"""Run configuration: small dataclasses per concern, the loader's rules beside each default.
+
+Sections are plain dataclasses and the loader (`tunewise.config.load`) walks their fields and type
+hints, so a new field or section needs no loader change; rules (choices, bounds, required) sit in
+field metadata beside the default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunewise.errors import InputError
+
+TASKS = ("classification", "causal_lm")
+ADAPT_METHODS = ("full", "head", "freeze", "bitfit", "lora")
+STOP_METRICS = ("accuracy", "macro_f1", "loss")
+SCHEDULES = ("constant", "linear", "cosine", "cosine_restarts", "step", "exponential")
+PRECISIONS = ("auto", "bf16", "fp32")
+BASELINES = ("best", "zero_shot", "linear_probe")
+LOSSES = ("cross_entropy", "weighted_cross_entropy", "focal", "pairwise_ranking")
+UNFREEZE_UNITS = ("epoch", "step")
+AUGMENT_METHODS = ("eda", "paraphrase", "backtranslate")
+SAMPLERS = ("tpe", "random", "grid")
+PRUNERS = ("hyperband", "median", "none")
+
+
+class ConfigError(InputError):
+    """A config that cannot be used; an InputError so the CLI exits 2 and prints every problem."""
+
+
+def _f(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, **rules: Any):
+    """A field carrying the loader's checks as metadata: choices, ge/gt/le/lt bounds, required."""
+    return field(default=default, default_factory=factory, metadata=rules)
+
+
+@dataclass
+class DataConfig:
+    """Where the examples come from and which columns hold text and label."""
+
+    train: str = _f("", required=True)
+    validation: str | None = None  # None: seeded stratified split of train
+    test: str | None = None
+    text_col: str = "text"
+    label_col: str = "label"
+    max_rows: int | None = _f(None, ge=1)  # N rows of each split: a seeded stratified sample
+    val_fraction: float = _f(0.1, gt=0.0, le=0.5)
+    pair_cols: list[str] = _f(factory=lambda: ["query", "preferred", "rejected"])  # ranking rows
+
+
+@dataclass
+class ModelConfig:
+    """Which pre-trained model to start from and how to read inputs."""
+
+    name: str = _f("minilm-l6", required=True)  # embedded default, a local folder, or a hub name
+    max_length: int = _f(64, ge=8)
+    dropout: float | None = _f(None, ge=0.0, lt=1.0)  # hidden dropout (and the head's) when set
+    attention_dropout: float | None = _f(None, ge=0.0, lt=1.0)  # on attention probabilities
+    classifier_dropout: float | None = _f(None, ge=0.0, lt=1.0)  # before the head
+    trust_remote_code: bool = False
+
+
+@dataclass
+class LoraConfig:
+    """LoRA's shape: rank r, scale alpha / r, dropout on the adapter input, which Linear layers."""
+
+    r: int = _f(8, ge=1)
+    alpha: float = _f(16.0, gt=0.0)
+    dropout: float = _f(0.1, ge=0.0, lt=1.0)
+    target_modules: list[str] | None = None  # None: PEFT's default for the architecture
+
+
+@dataclass
+class AdaptConfig:
+    """Which parameters fine-tuning may change."""
+
+    method: str = _f("full", choices=ADAPT_METHODS)
+    # freeze: embeddings + first N layers (int), + these layers (list), or names matching a regex
+    freeze_layers: int | list[int] | str = 0
+    lora: LoraConfig = _f(factory=LoraConfig)
+    unfreeze_every: int | None = _f(None, ge=1)  # gradual: head first, one more layer every N
+    unfreeze_unit: str = _f("epoch", choices=UNFREEZE_UNITS)
+    layer_lr_decay: float | None = _f(None, gt=0.0, le=1.0)  # lr x decay^(layers below the top)
+
+
+@dataclass
+class EarlyStoppingConfig:
+    """When to stop because the validation metric stopped improving."""
+
+    metric: str = _f("macro_f1", choices=STOP_METRICS)
+    patience: int = _f(3, ge=0)
+    min_delta: float = _f(0.0, ge=0.0)
+
+
+@dataclass
+class LossConfig:
+    """Options of `train.loss`; each applies to the losses named beside it."""
+
+    label_smoothing: float = _f(0.0, ge=0.0, lt=1.0)  # any loss
+    gamma: float = _f(2.0, ge=0.0)  # focal
+    alpha: float | list[float] | None = None  # focal: one factor, or one per class
+    class_weights: list[float] | None = None  # weighted_cross_entropy; None: 1 / train frequency
+    margin: float | None = _f(None, gt=0.0)  # pairwise_ranking: hinge margin; None: logistic
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings for the training loop."""
+
+    epochs: int = _f(7, ge=1)
+    max_steps: int | None = _f(None, ge=1)
+    batch_size: int = _f(32, ge=1)
+    grad_accum: int = _f(1, ge=1)  # an optimizer step every N batches of batch_size rows
+    lr: float = _f(3.0e-4, gt=0.0)
+    weight_decay: float = _f(0.01, ge=0.0)
+    schedule: str = _f("linear", choices=SCHEDULES)
+    warmup_ratio: float = _f(0.06, ge=0.0, lt=1.0)
+    clip_grad_norm: float | None = _f(1.0, gt=0.0)
+    precision: str = _f("auto", choices=PRECISIONS)
+    early_stopping: EarlyStoppingConfig | None = _f(factory=EarlyStoppingConfig)  # null disables
+    eval_every: int | None = _f(None, ge=1)  # steps between evaluations; None = once per epoch
+    log_every: int = _f(20, ge=1)
+    group_by_length: bool = True
+    loss: str = _f("cross_entropy", choices=LOSSES)
+    loss_options: LossConfig = _f(factory=LossConfig)
+
+
+@dataclass
+class EvalConfig:
+    """How the fine-tuned model is compared and how sure the comparison is."""
+
+    baseline: str = _f("best", choices=BASELINES)
+    bootstrap: int = _f(1000, ge=0)
+    batch_size: int = _f(128, ge=1)
+    slice_cols: list[str] = _f(factory=list)  # test-file columns to slice metrics by
+    min_slice_size: int = _f(20, ge=1)  # smaller slices are listed as skipped, not ranked
+    temperature_scaling: bool = True  # fit T on validation logits; report ECE after it
+    forgetting: list[str] = _f(factory=lambda: ["trec", "sst2"])  # general tasks, or file paths
+    forgetting_rows: int = _f(2000, ge=10)  # probe-train rows per general task (seeded sample)
+    forgetting_test_rows: int = _f(500, ge=10)  # probe-test rows per general task
+
+
+@dataclass
+class DoctorConfig:
+    """Thresholds of the pitfall doctor's rules (report/doctor.py)."""
+
+    overfit_evals: int = _f(3, ge=1)  # validation loss rising this many evaluations in a row
+    imbalance_ratio: float = _f(10.0, gt=1.0)  # largest / smallest class
+    min_rows_per_class: float = _f(10.0, ge=0.0)
+    label_noise_rate: float = _f(0.05, ge=0.0, le=1.0)
+    forgetting: float = _f(0.03, ge=0.0)  # general-probe accuracy drop
+    slice_gap: float = _f(0.10, ge=0.0)  # worst slice below overall accuracy
+    max_ece: float = _f(0.10, ge=0.0)
+    spike_factor: float = _f(3.0, gt=1.0)  # loss above this × its recent median
+    alpha: float = _f(0.05, gt=0.0, lt=1.0)  # significance level for no-improvement
+
+
+@dataclass
+class AuditConfig:
+    """What the data audit checks and when its findings stop a run (data/audit.py)."""
+
+    fail_on: str = _f("error", choices=("error", "never"))  # never: report, do not stop `run`
+    near_dup_threshold: float = _f(0.85, gt=0.0, le=1.0)  # Jaccard of character 3-grams
+    error_share: float = _f(0.01, ge=0.0, le=1.0)  # leakage/conflicts above this share: error
+    min_class_count: int = _f(10, ge=1)
+    imbalance_ratio: float = _f(10.0, gt=1.0)  # largest / smallest class
+    label_noise: bool = True  # out-of-fold logistic regression on frozen embeddings + cleanlab
+    noise_folds: int = _f(3, ge=2)
+    embedding_model: str = "minilm-l6"  # encoder for the label-noise check
+    length_iqr: float = _f(3.0, gt=0.0)  # length outliers lie above Q3 + k·IQR tokens
+    truncation_warn: float = _f(0.01, ge=0.0, le=1.0)  # share of rows cut by model.max_length
+    pii: bool = True
+    language: bool = True  # flag rows in another script or language than the data set's
+    max_examples: int = _f(10, ge=1)  # example rows quoted per finding
+
+
+@dataclass
+class RegexRule:
+    """One format-standardising rule of `prepare`: re.sub(pattern, replacement, text)."""
+
+    pattern: str = _f("", required=True)
+    replacement: str = ""
+
+
+@dataclass
+class AugmentConfig:
+    """Extra training rows; made from the training split only, never validation or test."""
+
+    method: str = _f("eda", choices=AUGMENT_METHODS)
+    per_example: int = _f(1, ge=1)  # new rows per training row
+    alpha: float = _f(0.1, gt=0.0, le=0.5)  # EDA: share of words changed per operation
+    synonyms: str | None = None  # EDA: JSON {word: [synonyms]}; None = embedding neighbours
+    model: str | None = None  # paraphrase: instruct LLM (smollm2); backtranslate: en→xx model
+    back_model: str | None = None  # backtranslate: xx→en model
+    seed: int = 13
+
+
+@dataclass
+class PrepareConfig:
+    """Cleaning steps of `tunewise prepare` and `run`, in this order; each reports rows changed."""
+
+    unicode: bool = True  # NFKC, invisible characters removed, whitespace collapsed
+    strip_html: bool = True
+    rules: list[RegexRule] = _f(factory=list)  # [{pattern, replacement}], applied in order
+    replace_urls: bool = False  # -> [URL]
+    replace_emails: bool = False  # -> [EMAIL]
+    replace_numbers: bool = False  # -> [NUMBER]
+    lowercase: bool = False
+    pii: str = _f("report", choices=("redact", "report", "off"))
+    dedup: str = _f("keep-first", choices=("keep-first", "drop-conflicting", "off"))
+    stem: bool = False  # classic options for TF-IDF baselines, not transformer input
+    lemmatize: bool = False
+    stopwords: bool = False
+    augment: AugmentConfig | None = None
+
+
+@dataclass
+class TrackConfig:
+    """Where finished runs are logged (report/track.py); an uninstalled backend is skipped."""
+
+    backends: list[str] = _f(factory=lambda: ["mlflow"])  # mlflow, wandb, comet_ml; [] = off
+    uri: str | None = None  # MLflow tracking URI; None: sqlite:///<output_dir>/mlflow.db
+    experiment: str = "tunewise"
+
+
+@dataclass
+class TuneConfig:
+    """`tunewise tune`: the search (tuning/search.py); `space` maps config keys to ranges."""
+
+    trials: int = _f(20, ge=1)  # trials the study holds when done (a resumed study counts its own)
+    timeout: float | None = _f(None, gt=0.0)  # seconds; no new trial starts after it
+    sampler: str = _f("tpe", choices=SAMPLERS)
+    pruner: str = _f("hyperband", choices=PRUNERS)
+    storage: str | None = None  # None: in memory (a journal file in tune/ with workers or study)
+    study: str | None = None  # None: the run's name
+    workers: int = _f(1, ge=1)  # processes on this machine
+    metric: str = _f("accuracy", choices=STOP_METRICS)  # on validation; loss is minimised
+    space: Any = _f(factory=dict)  # {key: {type: float|int|categorical, ...}}; {} = defaults
+    evals_per_epoch: int = _f(2, ge=1)  # validation scores per epoch the pruner sees
+    startup_trials: int = _f(5, ge=0)  # TPE: random trials before the model of good regions
+    grid_points: int = _f(3, ge=2)  # grid: values per numeric range without its own `grid`
+    retrain: bool = True  # retrain the best config with `run` and score it on test, once
+    seed: int | None = None  # the sampler's seed; None: the run's seed
+
+
+@dataclass
+class RunConfig:
+    """One run: the task, where its outputs go, and every section."""
+
+    task: str = _f("classification", choices=TASKS)
+    name: str = _f("run", required=True)
+    output_dir: str = _f("runs", required=True)
+    seed: int = 13
+    data: DataConfig = _f(factory=DataConfig)
+    model: ModelConfig = _f(factory=ModelConfig)
+    adapt: AdaptConfig = _f(factory=AdaptConfig)
+    train: TrainConfig = _f(factory=TrainConfig)
+    eval: EvalConfig = _f(factory=EvalConfig)
+    doctor: DoctorConfig = _f(factory=DoctorConfig)
+    track: TrackConfig = _f(factory=TrackConfig)
+    audit: AuditConfig = _f(factory=AuditConfig)
+    prepare: PrepareConfig = _f(factory=PrepareConfig)
+    tune: TuneConfig = _f(factory=TuneConfig)
+
+    def run_dir(self) -> Path:
+        """The folder this run writes into."""
+        return Path(self.output_dir) / self.name
+
+    def to_dict(self) -> dict:
+        """Plain nested dict, for writing the resolved config.yaml."""
+        return dataclasses.asdict(self)
