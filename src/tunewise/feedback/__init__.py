@@ -1,0 +1,1 @@
+"""Feedback: the store of what testers say, active learning (select) and refinement (refine)."""

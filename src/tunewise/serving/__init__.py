@@ -1,0 +1,1 @@
+"""Serving: the prediction API, micro-batching, and the tester page (`tunewise serve`)."""

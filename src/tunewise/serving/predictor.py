@@ -1,0 +1,165 @@
+"""Load a run's model for serving: classifiers predict labels, causal LMs generate text.
+
+    predictor = load_predictor(Path("runs/banking77"))
+    predictor.predict(["my card is lost"], top_k=3)
+    # [{"label": "lost_or_stolen_card", "score": 0.97,
+    #   "top_k": [{"label": "lost_or_stolen_card", "score": 0.97}, ...]}]
+
+`backend="onnx"` hands over to `tunewise.serving.onnx_backend.OnnxPredictor` (same interface).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tunewise.errors import InputError, Problem
+
+TASKS = ("classification", "causal_lm")
+
+
+def run_task(run_dir: Path) -> tuple[str, dict[str, Any]]:
+    """The run's task and its resolved config, checked before any model loads."""
+    run_dir = Path(run_dir)
+    config = run_dir / "config.yaml"
+    if not (run_dir / "model").is_dir() or not config.is_file():
+        raise InputError(
+            [
+                Problem(
+                    str(run_dir),
+                    None,
+                    "RUN_DIR",
+                    "not a finished run (needs config.yaml and model/)",
+                    "train first: tunewise train CONFIG, then serve runs/<name>",
+                )
+            ]
+        )
+    cfg = yaml.safe_load(config.read_text()) or {}
+    task = cfg.get("task", "classification")
+    if task not in TASKS:
+        raise InputError([Problem(str(config), None, "task", f"unknown task {task!r}", str(TASKS))])
+    return task, cfg
+
+
+def _max_length(cfg: dict[str, Any], default: int = 128) -> int:
+    return int((cfg.get("model") or {}).get("max_length") or default)
+
+
+def _trust(cfg: dict[str, Any]) -> bool:
+    return bool((cfg.get("model") or {}).get("trust_remote_code", False))
+
+
+class TorchClassifier:
+    """A sequence classifier in eval mode: one forward pass per call, padded to the longest text."""
+
+    def __init__(self, run_dir: Path, cfg: dict[str, Any]):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        folder = Path(run_dir) / "model"
+        trust = _trust(cfg)
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust)
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            folder, use_safetensors=True, trust_remote_code=trust
+        ).eval()
+        n = self.model.config.num_labels
+        self.labels: list[str] = [str(self.model.config.id2label[i]) for i in range(n)]
+        self.max_length = _max_length(cfg)
+        self.task = "classification"
+
+    def predict(self, texts: list[str], top_k: int = 5) -> list[dict]:
+        import torch
+
+        if not texts:
+            return []
+        batch = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        with torch.inference_mode():
+            probs = torch.softmax(self.model(**batch).logits.float(), dim=-1)
+        k = max(1, min(top_k, len(self.labels)))
+        scores, ids = probs.topk(k, dim=-1)
+        pairs = zip(scores.tolist(), ids.tolist(), strict=True)
+        return [_prediction(self.labels, s, i) for s, i in pairs]
+
+
+def _prediction(labels: list[str], scores: list[float], ids: list[int]) -> dict:
+    top = [{"label": labels[i], "score": float(s)} for s, i in zip(scores, ids, strict=True)]
+    return {"label": top[0]["label"], "score": top[0]["score"], "top_k": top}
+
+
+class TorchGenerator:
+    """A causal LM (the `causal_lm` task): greedy generation, prompts left-padded in one batch."""
+
+    def __init__(self, run_dir: Path, cfg: dict[str, Any]):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        folder = Path(run_dir) / "model"
+        trust = _trust(cfg)
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(
+            folder, use_safetensors=True, trust_remote_code=trust
+        ).eval()
+        self.labels: list[str] = []
+        self.max_length = _max_length(cfg, 512)
+        self.task = "causal_lm"
+        self._lock = threading.Lock()
+
+    def generate(self, prompts: list[str], max_new_tokens: int = 64) -> list[dict]:
+        """[{"text": continuation, "tokens": n}] per prompt, the prompt itself left out."""
+        import torch
+
+        if not prompts:
+            return []
+        batch = self.tokenizer(
+            prompts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        with self._lock, torch.inference_mode():
+            out = self.model.generate(
+                **batch,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+        new = out[:, batch["input_ids"].shape[1] :]
+        decode = self.tokenizer.decode
+        return [
+            {"text": decode(r, skip_special_tokens=True), "tokens": _count(r, self)} for r in new
+        ]
+
+    def predict(self, texts: list[str], top_k: int = 5) -> list[dict]:
+        raise InputError(
+            [Problem("request", None, "task", "this run is a causal LM", "POST /generate instead")]
+        )
+
+
+def _count(row, gen: TorchGenerator) -> int:
+    pad = gen.tokenizer.pad_token_id
+    return int((row != pad).sum()) if pad is not None else len(row)
+
+
+def load_predictor(run_dir: Path, backend: str = "torch") -> Any:
+    """The serving model of a run: `predict(texts, top_k)` and `labels` for classifiers,
+    `generate(prompts, max_new_tokens)` for causal LMs. Checks the run before loading weights."""
+    import torch
+
+    task, cfg = run_task(Path(run_dir))
+    if backend not in ("torch", "onnx"):
+        raise InputError([Problem("serve", None, "--backend", f"got {backend!r}", "torch|onnx")])
+    torch.set_grad_enabled(False)
+    if task == "causal_lm":
+        if backend == "onnx":
+            raise InputError(
+                [Problem("serve", None, "--backend", "onnx serves classifiers only", "use torch")]
+            )
+        return TorchGenerator(Path(run_dir), cfg)
+    if backend == "onnx":
+        from tunewise.serving.onnx_backend import OnnxPredictor
+
+        return OnnxPredictor(Path(run_dir))
+    return TorchClassifier(Path(run_dir), cfg)
