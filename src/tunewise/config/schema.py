@@ -60,6 +60,7 @@ class ModelConfig:
     attention_dropout: float | None = _f(None, ge=0.0, lt=1.0)  # on attention probabilities
     classifier_dropout: float | None = _f(None, ge=0.0, lt=1.0)  # before the head
     trust_remote_code: bool = False
+    allow_unsafe_weights: bool = False  # accept .bin/.pt (read with weights_only=True)
 
 
 @dataclass
@@ -125,6 +126,10 @@ class TrainConfig:
     group_by_length: bool = True
     loss: str = _f("cross_entropy", choices=LOSSES)
     loss_options: LossConfig = _f(factory=LossConfig)
+    checkpoint_every: int | None = _f(None, ge=1)  # None: at the end, each new best, SIGTERM
+    keep_checkpoints: int = _f(2, ge=1)  # newest checkpoints kept, plus the best
+    max_nonfinite_steps: int = _f(3, ge=0)  # NaN/inf loss or gradient: skip N steps, then abort
+    record_rows: bool = False  # rows.jsonl: each step's training rows (audits a resume)
 
 
 @dataclass
