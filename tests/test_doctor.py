@@ -15,29 +15,47 @@ from tunewise.report.doctor import diagnose
 
 HEALTHY = {
     "config": {
-        "task": "classification", "name": "healthy",
+        "task": "classification",
+        "name": "healthy",
         "data": {"train": "train.csv", "validation": None, "test": "test.csv"},
         "model": {"name": "minilm-l6", "dropout": None},
         "adapt": {"method": "full"},
-        "train": {"lr": 3e-4, "epochs": 7, "batch_size": 32, "weight_decay": 0.01,
-                  "clip_grad_norm": 1.0, "loss": "cross_entropy",
-                  "early_stopping": {"metric": "macro_f1", "patience": 3, "min_delta": 0.0}},
+        "train": {
+            "lr": 3e-4,
+            "epochs": 7,
+            "batch_size": 32,
+            "weight_decay": 0.01,
+            "clip_grad_norm": 1.0,
+            "loss": "cross_entropy",
+            "early_stopping": {"metric": "macro_f1", "patience": 3, "min_delta": 0.0},
+        },
     },
     "history": (
-        [{"step": s, "split": "train", "loss": 3.0 / s, "grad_norm": 1.0} for s in range(10, 210, 10)]
-        + [{"step": s, "split": "validation", "loss": 2.0 / s, "accuracy": 0.5 + s / 1000}
-           for s in (50, 100, 150, 200)]
+        [
+            {"step": s, "split": "train", "loss": 3.0 / s, "grad_norm": 1.0}
+            for s in range(10, 210, 10)
+        ]
+        + [
+            {"step": s, "split": "validation", "loss": 2.0 / s, "accuracy": 0.5 + s / 1000}
+            for s in (50, 100, 150, 200)
+        ]
     ),
     "metrics": {
-        "task": "classification", "tuned": {"accuracy": 0.93}, "baseline_name": "linear_probe",
-        "delta": {"accuracy": 0.05}, "ci95": {"accuracy": [0.03, 0.07]},
+        "task": "classification",
+        "tuned": {"accuracy": 0.93},
+        "baseline_name": "linear_probe",
+        "delta": {"accuracy": 0.05},
+        "ci95": {"accuracy": [0.03, 0.07]},
         "significance": {"p_value": 0.001},
         "calibration": {"ece": 0.03, "ece_after_temperature": 0.02},
         "slices": {"worst": {"slice": "length", "value": "≤8 tokens", "gap": 0.02}},
         "forgetting": {"tasks": [{"name": "trec", "delta": -0.005, "ci95": [-0.02, 0.01]}]},
     },
-    "training": {"train_label_counts": {"a": 50, "b": 40, "c": 45},
-                 "training": {"best_step": 200}, "parameters": {"trainable": 1000}},
+    "training": {
+        "train_label_counts": {"a": 50, "b": 40, "c": 45},
+        "training": {"best_step": 200},
+        "parameters": {"trainable": 1000},
+    },
     "audit": [],
 }
 
@@ -75,14 +93,22 @@ def test_no_eval_set(tmp_path):
 def test_validation_equal_to_test_is_selection_on_test(tmp_path):
     (tmp_path / "same.csv").write_text("text,label\nhi,a\n")
     (tmp_path / "copy.csv").write_text("text,label\nhi,a\n")
-    data = {"train": "t.csv", "validation": str(tmp_path / "same.csv"),
-            "test": str(tmp_path / "copy.csv")}
+    data = {
+        "train": "t.csv",
+        "validation": str(tmp_path / "same.csv"),
+        "test": str(tmp_path / "copy.csv"),
+    }
     assert "test-used-for-selection" in codes(make_run(tmp_path, config__data=data))
 
 
 def test_leakage_from_the_audit_is_carried_over(tmp_path):
-    leak = {"code": "leakage", "severity": "error", "message": "12 test rows are in train",
-            "remedy": "drop them", "evidence": {"rows": [3, 7]}}
+    leak = {
+        "code": "leakage",
+        "severity": "error",
+        "message": "12 test rows are in train",
+        "remedy": "drop them",
+        "evidence": {"rows": [3, 7]},
+    }
     found = diagnose(make_run(tmp_path, audit=[leak]), DoctorConfig())
     assert [(f.code, f.severity) for f in found] == [("leakage", "error")]
 
@@ -97,15 +123,18 @@ def test_untuned_defaults(tmp_path):
 
 def _overfit_history():
     train = [{"step": s, "split": "train", "loss": 3.0 / s} for s in range(10, 310, 10)]
-    val = [{"step": s, "split": "validation", "loss": v}
-           for s, v in ((50, 1.0), (100, 0.8), (150, 0.9), (200, 1.0), (250, 1.2), (300, 1.5))]
+    val = [
+        {"step": s, "split": "validation", "loss": v}
+        for s, v in ((50, 1.0), (100, 0.8), (150, 0.9), (200, 1.0), (250, 1.2), (300, 1.5))
+    ]
     return train + val
 
 
 def test_overfitting_warns_without_early_stopping(tmp_path):
     train = {**HEALTHY["config"]["train"], "early_stopping": None}
-    found = diagnose(make_run(tmp_path, history=_overfit_history(), config__train=train),
-                     DoctorConfig())
+    found = diagnose(
+        make_run(tmp_path, history=_overfit_history(), config__train=train), DoctorConfig()
+    )
     assert [(f.code, f.severity) for f in found] == [("overfitting", "warning")]
     assert found[0].evidence["steps"] == [100, 150, 200, 250, 300]
 
@@ -113,6 +142,16 @@ def test_overfitting_warns_without_early_stopping(tmp_path):
 def test_overfitting_is_info_when_early_stopping_restored_the_best(tmp_path):
     found = diagnose(make_run(tmp_path, history=_overfit_history()), DoctorConfig())
     assert [(f.code, f.severity) for f in found] == [("overfitting", "info")]
+
+
+def test_overfitting_from_the_final_train_validation_gap(tmp_path):
+    train = [{"step": s, "split": "train", "loss": 3.0 / s} for s in range(10, 210, 10)]
+    val = [{"step": s, "split": "validation", "loss": 2.0 - s / 400} for s in range(50, 250, 50)]
+    no_stop = {**HEALTHY["config"]["train"], "early_stopping": None}
+    found = diagnose(make_run(tmp_path, history=train + val, config__train=no_stop), DoctorConfig())
+    assert [(f.code, f.severity) for f in found] == [("overfitting", "warning")]
+    assert found[0].evidence["gap"] == pytest.approx(1.5 - 0.015, abs=1e-3)
+    assert diagnose(tmp_path / "run", DoctorConfig(overfit_loss_gap=1.6)) == []  # within limit
 
 
 def test_no_regularization(tmp_path):
@@ -126,8 +165,9 @@ def test_class_imbalance_without_a_balancing_loss(tmp_path):
     counts = {"a": 500, "b": 20, "c": 30}
     run = make_run(tmp_path, config__train=train, training__train_label_counts=counts)
     assert codes(run) == ["class-imbalance"]
-    balanced = make_run(tmp_path, config__train={**train, "loss": "focal"},
-                        training__train_label_counts=counts)
+    balanced = make_run(
+        tmp_path, config__train={**train, "loss": "focal"}, training__train_label_counts=counts
+    )
     assert codes(balanced) == []
 
 
@@ -137,8 +177,13 @@ def test_small_dataset(tmp_path):
 
 
 def test_label_noise_above_the_rate(tmp_path):
-    noisy = {"code": "label-noise", "severity": "warning", "message": "candidates",
-             "remedy": "review them", "evidence": {"count": 90, "share": 0.09}}
+    noisy = {
+        "code": "label-noise",
+        "severity": "warning",
+        "message": "candidates",
+        "remedy": "review them",
+        "evidence": {"count": 90, "share": 0.09},
+    }
     assert codes(make_run(tmp_path, audit=[noisy])) == ["label-noise"]
     quiet = {**noisy, "evidence": {"count": 10, "share": 0.01}}
     assert codes(make_run(tmp_path, audit=[quiet])) == []
@@ -161,22 +206,26 @@ def test_poor_calibration(tmp_path):
 
 
 def test_unstable_training_on_non_finite_loss_and_on_spikes(tmp_path):
-    history = HEALTHY["history"] + [{"step": 300, "split": "train", "loss": None,
-                                     "loss_nonfinite": "nan"}]
+    history = HEALTHY["history"] + [
+        {"step": 300, "split": "train", "loss": None, "loss_nonfinite": "nan"}
+    ]
     found = diagnose(make_run(tmp_path, history=history), DoctorConfig())
     assert [(f.code, f.severity) for f in found] == [("unstable-training", "error")]
-    spiky = [{"step": s, "split": "train", "loss": 10.0 if s == 120 else 1.0}
-             for s in range(10, 210, 10)]
+    spiky = [
+        {"step": s, "split": "train", "loss": 10.0 if s == 120 else 1.0} for s in range(10, 210, 10)
+    ]
     assert codes(make_run(tmp_path, history=spiky)) == ["unstable-training"]
 
 
 def test_no_improvement_and_significantly_worse(tmp_path):
     run = make_run(tmp_path, metrics__significance={"p_value": 0.4})
     assert codes(run) == ["no-improvement"]
-    worse = make_run(tmp_path, metrics__significance={"p_value": 0.001},
-                     metrics__delta={"accuracy": -0.04})
+    worse = make_run(
+        tmp_path, metrics__significance={"p_value": 0.001}, metrics__delta={"accuracy": -0.04}
+    )
     assert [(f.code, f.severity) for f in diagnose(worse, DoctorConfig())] == [
-        ("no-improvement", "error")]
+        ("no-improvement", "error")
+    ]
 
 
 def test_doctor_command_writes_json_and_exits_1_on_errors(tmp_path):
@@ -190,6 +239,7 @@ def test_doctor_command_writes_json_and_exits_1_on_errors(tmp_path):
 @pytest.mark.parametrize("threshold,fires", [(0.01, True), (0.5, False)])
 def test_thresholds_come_from_the_doctor_config(tmp_path, threshold, fires):
     worst = {"slice": "length", "value": "long", "gap": 0.2}
-    found = diagnose(make_run(tmp_path, metrics__slices={"worst": worst}),
-                     DoctorConfig(slice_gap=threshold))
+    found = diagnose(
+        make_run(tmp_path, metrics__slices={"worst": worst}), DoctorConfig(slice_gap=threshold)
+    )
     assert bool(found) is fires

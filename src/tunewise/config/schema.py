@@ -152,6 +152,7 @@ class DoctorConfig:
     """Thresholds of the pitfall doctor's rules (report/doctor.py)."""
 
     overfit_evals: int = _f(3, ge=1)  # validation loss rising this many evaluations in a row
+    overfit_loss_gap: float = _f(1.0, gt=0.0)  # final validation − training loss, in nats
     imbalance_ratio: float = _f(10.0, gt=1.0)  # largest / smallest class
     min_rows_per_class: float = _f(10.0, ge=0.0)
     label_noise_rate: float = _f(0.05, ge=0.0, le=1.0)

@@ -84,34 +84,52 @@ def untuned_defaults(run: RunFacts, limits) -> list[Finding]:
 
 
 def overfitting(run: RunFacts, limits) -> list[Finding]:
-    """Validation loss rising for K evaluations in a row while training loss falls."""
+    """Validation loss rising for K evaluations in a row while training loss falls, or, at the
+    end, validation loss above training loss by more than `overfit_loss_gap` nats (the model
+    gives validation labels e^-gap times the probability it gives training labels)."""
     evals = [r for r in run.records("validation") if _finite(r.get("loss"))]
-    rises = _longest_rise([r["loss"] for r in evals])
-    if rises is None or rises[1] - rises[0] < limits.overfit_evals:
+    stopped = bool(run.section("train").get("early_stopping"))
+    severity = "info" if stopped else "warning"
+    remedy = ("keep early stopping on; add weight decay, dropout or label smoothing; train fewer "
+              "epochs or add data")  # fmt: skip
+    rise = _rising_validation_loss(run, evals, limits.overfit_evals)
+    if rise:
+        best = run.training.get("training", {}).get("best_step")
+        message, evidence = rise
+        if stopped:
+            message += f"; early stopping kept the weights of step {best}"
+        return [Finding("overfitting", severity, message, remedy, evidence)]
+    last = evals[-1] if evals else None
+    train_loss = _train_loss_at(run, last["step"]) if last else None
+    if train_loss is None or last["loss"] - train_loss <= limits.overfit_loss_gap:
         return []
+    gap = last["loss"] - train_loss
+    message = (f"validation loss {last['loss']:.3f} is {gap:.2f} above training loss "
+               f"{train_loss:.3f} at step {last['step']}: the model fits training rows far "
+               "better than unseen ones")  # fmt: skip
+    evidence = {"step": last["step"], "validation_loss": round(last["loss"], 4),
+                "train_loss": round(train_loss, 4), "gap": round(gap, 4),
+                "limit": limits.overfit_loss_gap, "early_stopping": stopped}  # fmt: skip
+    return [Finding("overfitting", severity, message, remedy, evidence)]
+
+
+def _rising_validation_loss(run: RunFacts, evals: list[dict], k: int) -> tuple | None:
+    rises = _longest_rise([r["loss"] for r in evals])
+    if rises is None or rises[1] - rises[0] < k:
+        return None
     start, end = evals[rises[0]], evals[rises[1]]
     train_then, train_now = _train_loss_at(run, start["step"]), _train_loss_at(run, end["step"])
     if train_then is None or train_now is None or train_now >= train_then:
-        return []
-    stopped = bool(run.section("train").get("early_stopping"))
-    best = run.training.get("training", {}).get("best_step")
-    return [
-        Finding(
-            "overfitting",
-            "info" if stopped else "warning",
-            f"validation loss rose for {rises[1] - rises[0]} evaluations in a row "
-            f"(steps {start['step']}–{end['step']}) while training loss fell"
-            + (f"; early stopping kept the weights of step {best}" if stopped else ""),
-            "keep early stopping on; add weight decay, dropout or label smoothing; train fewer "
-            "epochs or add data",
-            {
-                "steps": [r["step"] for r in evals[rises[0] : rises[1] + 1]],
-                "validation_loss": [round(r["loss"], 4) for r in evals[rises[0] : rises[1] + 1]],
-                "train_loss": [round(train_then, 4), round(train_now, 4)],
-                "early_stopping": stopped,
-            },
-        )
-    ]
+        return None
+    message = (f"validation loss rose for {rises[1] - rises[0]} evaluations in a row "
+               f"(steps {start['step']}–{end['step']}) while training loss fell")  # fmt: skip
+    evidence = {
+        "steps": [r["step"] for r in evals[rises[0] : rises[1] + 1]],
+        "validation_loss": [round(r["loss"], 4) for r in evals[rises[0] : rises[1] + 1]],
+        "train_loss": [round(train_then, 4), round(train_now, 4)],
+        "early_stopping": bool(run.section("train").get("early_stopping")),
+    }
+    return message, evidence
 
 
 def _finite(value: Any) -> bool:
@@ -194,7 +212,7 @@ def small_dataset(run: RunFacts, limits) -> list[Finding]:
             "small-dataset",
             "warning",
             f"{per_class:.1f} training rows per class for "
-            f"{len(counts)} classes is small for tuning {trainable or 'all'} parameters ({method})",
+            f"{len(counts)} classes is small for tuning {f'{trainable:,}' if trainable else 'all'} parameters ({method})",
             "collect more labelled rows (tunewise select picks the most useful), augment, or tune "
             "fewer parameters (adapt.method: head, bitfit or lora)",
             {
