@@ -212,7 +212,8 @@ def small_dataset(run: RunFacts, limits) -> list[Finding]:
             "small-dataset",
             "warning",
             f"{per_class:.1f} training rows per class for "
-            f"{len(counts)} classes is small for tuning {f'{trainable:,}' if trainable else 'all'} parameters ({method})",
+            f"{len(counts)} classes is small for tuning "
+            f"{f'{trainable:,}' if trainable else 'all'} parameters ({method})",
             "collect more labelled rows (tunewise select picks the most useful), augment, or tune "
             "fewer parameters (adapt.method: head, bitfit or lora)",
             {
