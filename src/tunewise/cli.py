@@ -135,6 +135,53 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
                    help="comma-separated adapt methods; METHOD:key=value overrides one method")
 
 
+def _select(a: argparse.Namespace) -> None:
+    from tunewise.feedback.select import select
+
+    select(a.run_dir, a.pool, a.n, a.out, a.strategy, a.text_col, a.similarity)
+
+
+def _select_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir")
+    p.add_argument("--pool", required=True, help="unlabelled texts (CSV, JSONL, Parquet)")
+    p.add_argument("--n", type=int, required=True, help="how many texts to pick")
+    p.add_argument("--out", help="CSV for the experts (default: RUN_DIR/select.csv)")
+    p.add_argument("--strategy", choices=("entropy", "margin"), default="entropy",
+                   help="uncertainty score to rank by")
+    p.add_argument("--text-col", help="text column of the pool (default: data.text_col)")
+    p.add_argument("--similarity", type=float, default=0.7,
+                   help="skip a text this similar (character 3-gram Jaccard) to one already picked")
+
+
+def _refine(a: argparse.Namespace) -> None:
+    from tunewise.feedback.refine import refine
+
+    decision = refine(a.run_dir, a.feedback_db, a.data, a.tolerance)
+    if not decision["promoted"]:
+        raise BlockingFinding("not promoted: " + "; ".join(decision["reasons"]))
+
+
+def _refine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir")
+    p.add_argument("--feedback-db", help="SQLAlchemy URL or file (default: RUN_DIR/feedback.db)")
+    p.add_argument("--data", action="append", default=[],
+                   help="newly labelled rows (e.g. the filled-in select.csv); repeatable")
+    p.add_argument("--tolerance", type=float, default=0.01,
+                   help="largest accuracy drop (test set, feedback set) that still promotes")
+
+
+def _export(a: argparse.Namespace) -> None:
+    from tunewise.serving.export import export
+
+    export(a.run_dir, a.format, a.quantize)
+
+
+def _export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir")
+    p.add_argument("--format", default="onnx", help="onnx (the only format so far)")
+    p.add_argument("--quantize", help="int8: dynamic quantisation of the weights")
+
+
 def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="YAML config file")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=3e-5")
@@ -169,6 +216,12 @@ COMMANDS: dict[str, tuple[Callable, str, Callable[[argparse.ArgumentParser], obj
     "report": (_report, "write RUN_DIR/report.html", lambda p: p.add_argument("run_dir")),
     "compare": (_compare, "train each adapt method on the same split and seed; writes "
                 "compare.json and compare.html", _compare_args),
+    "select": (_select, "active learning: rank unlabelled texts by uncertainty, without "
+               "near-duplicates; writes a CSV for experts to label", _select_args),
+    "refine": (_refine, "audit feedback and new labels, retrain, promote only without "
+               "regression (exit 1 with reasons); writes lineage.json", _refine_args),
+    "export": (_export, "export the model to ONNX (optionally int8), checked against PyTorch; "
+               "writes RUN_DIR/onnx/", _export_args),
 }
 
 
