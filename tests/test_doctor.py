@@ -154,6 +154,13 @@ def test_overfitting_from_the_final_train_validation_gap(tmp_path):
     assert diagnose(tmp_path / "run", DoctorConfig(overfit_loss_gap=1.6)) == []  # within limit
 
 
+def test_classic_preprocessing_on_transformer_input(tmp_path):
+    run = make_run(tmp_path, config__prepare={"stem": True, "stopwords": True, "lemmatize": False})
+    found = diagnose(run, DoctorConfig())
+    assert [(f.code, f.severity) for f in found] == [("classic-preprocessing", "warning")]
+    assert found[0].evidence["steps"] == ["stem", "stopwords"]
+
+
 def test_no_regularization(tmp_path):
     train = {**HEALTHY["config"]["train"], "weight_decay": 0.0, "early_stopping": None}
     run = make_run(tmp_path, config__train=train, config__model={"name": "m", "dropout": 0.0})

@@ -34,6 +34,7 @@ CODES = (
     "poor-calibration",
     "unstable-training",
     "no-improvement",
+    "classic-preprocessing",  # beyond the DESIGN list: stemming etc. on a transformer's input
 )
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunewise.findings import Finding
+from tunewise.report.data_rules import classic_preprocessing
 
 if TYPE_CHECKING:
     from tunewise.report.doctor import RunFacts
@@ -382,6 +383,7 @@ RULES: tuple[Callable[[RunFacts, Any], list[Finding]], ...] = (
     class_imbalance,
     small_dataset,
     label_noise,
+    classic_preprocessing,
     forgetting,
     slice_gap,
     poor_calibration,
