@@ -182,6 +182,30 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quantize", help="int8: dynamic quantisation of the weights")
 
 
+def _serve(a: argparse.Namespace) -> None:
+    from tunewise.serving.app import Limits
+    from tunewise.serving.server import serve
+
+    limits = Limits(max_text_chars=a.max_text_chars, max_batch=a.max_batch,
+                    max_wait_ms=a.max_wait_ms)
+    serve(a.run_dir, a.host, a.port, a.feedback_db, a.backend, a.api_token, limits)
+
+
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="bind address; anything but loopback needs an API token")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--feedback-db", help="SQLAlchemy URL (default: sqlite RUN_DIR/feedback.db)")
+    p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                   help="onnx: ONNX Runtime on RUN_DIR/onnx/ (tunewise export first)")
+    p.add_argument("--api-token", help="required bearer token (default: $TUNEWISE_API_TOKEN)")
+    p.add_argument("--max-text-chars", type=int, default=2000, help="longer texts get a 413")
+    p.add_argument("--max-batch", type=int, default=32, help="most texts per forward pass")
+    p.add_argument("--max-wait-ms", type=float, default=0.0,
+                   help="wait this long for more requests before a forward pass")
+
+
 def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="YAML config file")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=3e-5")
@@ -222,6 +246,8 @@ COMMANDS: dict[str, tuple[Callable, str, Callable[[argparse.ArgumentParser], obj
                "regression (exit 1 with reasons); writes lineage.json", _refine_args),
     "export": (_export, "export the model to ONNX (optionally int8), checked against PyTorch; "
                "writes RUN_DIR/onnx/", _export_args),
+    "serve": (_serve, "serve the model (POST /predict, /generate, /feedback; GET /health, "
+              "/metrics, /docs) with a tester page at /", _serve_args),
 }
 
 

@@ -54,7 +54,7 @@ class IdempotencyConflict(InputError):
         super().__init__(
             [
                 Problem(
-                    "Idempotency-Key",
+                    "feedback",
                     None,
                     "Idempotency-Key",
                     f"key '{key}' was already used with a different body",
