@@ -121,7 +121,8 @@ class TorchGenerator:
         )
         with self._lock, torch.inference_mode():
             out = self.model.generate(
-                **batch,
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id,
