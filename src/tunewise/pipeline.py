@@ -47,6 +47,10 @@ console = Console(stderr=True)
 def run(config: str | Path | dict | RunConfig | None = None, overrides: Sequence[str] = ()) -> dict:
     """Validate data, score the baselines, train, evaluate against them, write the report."""
     cfg = _config(config, overrides)
+    if cfg.task == "causal_lm":  # chat / instruction SFT of a decoder (tunewise/llm/)
+        from tunewise.llm.stage import run_causal_lm
+
+        return run_causal_lm(cfg)
     if cfg.train.loss == "pairwise_ranking":  # preference pairs: a reranker or reward model
         from tunewise.ranking.stage import run_ranking
 
@@ -85,6 +89,10 @@ def train(
 ) -> Path:
     """Validate data and train; the run directory gets model/, history.jsonl and checkpoints/."""
     cfg = _config(config, overrides)
+    if cfg.task == "causal_lm":
+        from tunewise.llm.stage import train_only
+
+        return train_only(cfg)
     if cfg.train.loss == "pairwise_ranking":
         from tunewise.ranking.stage import train_ranking
 
@@ -239,6 +247,10 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None) -> dict:
     """Score the tuned model on the test set (or `data`) and compare it with the baseline."""
     run_dir = Path(run_dir)
     cfg = load_config(run_dir / "config.yaml")
+    if cfg.task == "causal_lm":
+        from tunewise.llm.evaluate import evaluate_sft
+
+        return evaluate_sft(run_dir, data=data)
     if cfg.train.loss == "pairwise_ranking":
         from tunewise.ranking.stage import evaluate_ranker
 
@@ -387,6 +399,12 @@ def report(run_dir: str | Path) -> Path:
     """Write the self-contained HTML report of a run directory."""
     from tunewise.report.html import write_report
 
+    if load_config(Path(run_dir) / "config.yaml").task == "causal_lm":
+        from tunewise.llm.report import write_sft_report
+
+        path = write_sft_report(Path(run_dir))
+        console.log(f"report written: {path}")
+        return path
     path = write_report(Path(run_dir))
     console.log(f"report written: {path}")
     return path

@@ -252,6 +252,27 @@ class TuneConfig:
 
 
 @dataclass
+class SFTConfig:
+    """Chat / instruction fine-tuning of a causal LM (task causal_lm; see tunewise/llm/)."""
+
+    format: str = _f("auto", choices=("auto", "chat", "alpaca"))  # auto: by each line's keys
+    messages_key: str | None = None  # None: "messages" or "turns"
+    role_map: Any = _f(factory=dict)  # {their role: system|user|assistant}, any case
+    overlength: str = _f("truncate", choices=("truncate", "drop", "error"))  # > model.max_length
+    packing: bool = True  # pack short rows into full-length rows (else length grouping)
+    test_rows: int = _f(100, ge=1)  # held out of train when data.test is null
+    eval_rows: int | None = _f(100, ge=1)  # test conversations answered by both models
+    eval_turn: str = _f("random", choices=("first", "random", "last"))  # reply to generate
+    max_new_tokens: int = _f(64, ge=1)
+    canaries: list[int] = _f(factory=lambda: [1, 4, 16])  # repeats per planted secret; [] = off
+    canary_candidates: int = _f(256, ge=10)  # random codes the secret's rank is measured among
+    forgetting: list[str] = _f(factory=lambda: ["alpaca_libre", "self_instruct"])  # or paths
+    forgetting_rows: int = _f(100, ge=5)
+    generations_shown: int = _f(10, ge=0)  # side-by-side rows in the report
+    quantize: str = _f("none", choices=("none", "4bit"))  # 4bit: QLoRA (CUDA + bitsandbytes)
+
+
+@dataclass
 class RunConfig:
     """One run: the task, where its outputs go, and every section."""
 
@@ -269,6 +290,7 @@ class RunConfig:
     audit: AuditConfig = _f(factory=AuditConfig)
     prepare: PrepareConfig = _f(factory=PrepareConfig)
     tune: TuneConfig = _f(factory=TuneConfig)
+    sft: SFTConfig = _f(factory=SFTConfig)
 
     def run_dir(self) -> Path:
         """The folder this run writes into."""

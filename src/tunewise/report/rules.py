@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunewise.findings import Finding
+from tunewise.llm.rules import LM_RULES
 from tunewise.report.data_rules import classic_preprocessing
 
 if TYPE_CHECKING:
@@ -355,7 +356,8 @@ def no_improvement(run: RunFacts, limits) -> list[Finding]:
     sig, delta = run.metrics.get("significance"), run.metrics.get("delta")
     if not sig or not delta:
         return []
-    p, gain = sig.get("p_value", 1.0), delta.get("accuracy", 0.0)
+    key = run.metrics.get("primary_metric", "accuracy")  # causal_lm: rougeL
+    p, gain = sig.get("p_value", 1.0), delta.get(key, 0.0)
     if p < limits.alpha and gain > 0:
         return []
     worse = p < limits.alpha and gain < 0
@@ -365,7 +367,7 @@ def no_improvement(run: RunFacts, limits) -> list[Finding]:
             "no-improvement",
             "error" if worse else "warning",
             f"the tuned model is {'significantly worse' if worse else 'not significantly better'}"
-            f" than the {name} baseline (accuracy {gain:+.4f}, p = {p:.2g})",
+            f" than the {name} baseline ({key} {gain:+.4f}, p = {p:.2g})",
             f"deploy the {name} baseline, or search hyperparameters (tunewise tune) and compare "
             "adaptation methods (tunewise compare)",
             {"delta": delta, "ci95": run.metrics.get("ci95"), "p_value": p, "baseline": name},
@@ -389,4 +391,5 @@ RULES: tuple[Callable[[RunFacts, Any], list[Finding]], ...] = (
     poor_calibration,
     unstable_training,
     no_improvement,
+    *LM_RULES,
 )
