@@ -195,6 +195,8 @@ def train_stage(cfg: RunConfig, splits: Splits, run_dir: Path, tokenizer) -> dic
         scores = classification_metrics(y_val, logits.argmax(1), len(splits.labels))
         return {"loss": loss, "accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"]}
 
+    head_init = recipe.init_head(cfg, model, train_data)
+    averager = recipe.checkpoint_average(cfg)
     main = distributed.is_main()  # under DDP only the main process logs and saves
     bar = ProgressBar(_total_steps(cfg, len(train_data)), enabled=console.is_terminal and main)
     writers = [History(run_dir / "history.jsonl"), bar] if main else []
@@ -202,7 +204,7 @@ def train_stage(cfg: RunConfig, splits: Splits, run_dir: Path, tokenizer) -> dic
     state = fit(
         model,
         train_data,
-        evaluate_validation,
+        averager.wrap(evaluate_validation) if averager else evaluate_validation,
         cfg.train,
         seed=cfg.seed,
         out_dir=run_dir,
@@ -210,6 +212,7 @@ def train_stage(cfg: RunConfig, splits: Splits, run_dir: Path, tokenizer) -> dic
         loss_fn=recipe.build_training_loss(cfg, counts),
         layer_lr_decay=cfg.adapt.layer_lr_decay,
     )
+    averaging = recipe.finish_average(cfg, averager, model, evaluate_validation, state)
     if not main:
         return {}
     model = recipe.save_trained(model, tokenizer, run_dir)
@@ -228,6 +231,8 @@ def train_stage(cfg: RunConfig, splits: Splits, run_dir: Path, tokenizer) -> dic
             "precision": state.precision,
         },
         "validation": {"source": splits.validation_source, "size": len(splits.validation)},
+        "head_init": head_init,
+        "averaging": averaging,
         "train_label_counts": dict(Counter(splits.train.labels)),
     }
     (run_dir / "training.json").write_text(json.dumps(summary, indent=1))

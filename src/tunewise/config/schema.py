@@ -25,6 +25,7 @@ UNFREEZE_UNITS = ("epoch", "step")
 AUGMENT_METHODS = ("eda", "paraphrase", "backtranslate")
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("hyperband", "median", "none")
+HEAD_INITS = ("random", "linear_probe")
 
 
 class ConfigError(InputError):
@@ -84,6 +85,7 @@ class AdaptConfig:
     unfreeze_every: int | None = _f(None, ge=1)  # gradual: head first, one more layer every N
     unfreeze_unit: str = _f("epoch", choices=UNFREEZE_UNITS)
     layer_lr_decay: float | None = _f(None, gt=0.0, le=1.0)  # lr x decay^(layers below the top)
+    head_init: str = _f("random", choices=HEAD_INITS)  # linear_probe: LP-FT (models/head_init.py)
 
 
 @dataclass
@@ -126,6 +128,7 @@ class TrainConfig:
     group_by_length: bool = True
     loss: str = _f("cross_entropy", choices=LOSSES)
     loss_options: LossConfig = _f(factory=LossConfig)
+    average_last: int | None = _f(None, ge=2)  # mean weights of the last N evaluations
     checkpoint_every: int | None = _f(None, ge=1)  # None: at the end, each new best, SIGTERM
     keep_checkpoints: int = _f(2, ge=1)  # newest checkpoints kept, plus the best
     max_nonfinite_steps: int = _f(3, ge=0)  # NaN/inf loss or gradient: skip N steps, then abort

@@ -26,7 +26,9 @@ from tunewise.errors import InputError, Problem
 from tunewise.models import load as models
 from tunewise.models.adapt import adapt
 from tunewise.models.dropout import dropout_of
+from tunewise.models.head_init import init_head_from_probe
 from tunewise.models.lora import is_peft, save_adapter_and_merge
+from tunewise.training.averaging import CheckpointAverage, apply_average
 from tunewise.training.losses import LossFn, build_loss
 from tunewise.training.unfreeze import GradualUnfreezing
 
@@ -81,6 +83,31 @@ def extra_callbacks(cfg: Any) -> list[Any]:
     return [GradualUnfreezing(a.unfreeze_every, a.unfreeze_unit)] if a.unfreeze_every else []
 
 
+def init_head(cfg: Any, model: nn.Module, train_data: Any) -> dict[str, Any] | None:
+    """LP-FT when `adapt.head_init: linear_probe`: the head starts as a probe on `train_data`."""
+    if cfg.adapt.head_init != "linear_probe":
+        return None
+    return init_head_from_probe(model, train_data, seed=cfg.seed, batch_size=cfg.eval.batch_size)
+
+
+def checkpoint_average(cfg: Any) -> CheckpointAverage | None:
+    """The weight averager `train.average_last` asks for; `.wrap(evaluate)` before `fit`."""
+    n = cfg.train.average_last
+    return CheckpointAverage(n) if n else None
+
+
+def finish_average(
+    cfg: Any, averager: CheckpointAverage | None, model: nn.Module, evaluate: Any, state: Any
+) -> dict[str, Any] | None:
+    """After `fit`: keep the averaged weights if validation says they are no worse."""
+    if averager is None:
+        return None
+    es = cfg.train.early_stopping
+    metric = es.metric if es else "accuracy"
+    current = state.best_metric if es and state.best_metric is not None else None
+    return apply_average(model, averager, evaluate, metric, current)
+
+
 def save_trained(model: Any, tokenizer: Any, run_dir: Path) -> nn.Module:
     """Save model/ (Hugging Face format); LoRA also saves adapter/ and merges first.
 
@@ -129,6 +156,7 @@ def regularization(cfg: Any, model_config: Any) -> dict[str, Any]:
         "frozen_parameters": a.method != "full",
         "gradual_unfreezing": a.unfreeze_every is not None,
         "layer_lr_decay": a.layer_lr_decay,
+        "average_last": t.average_last,
     }
     switched = {
         "weight_decay": t.weight_decay > 0,
@@ -138,6 +166,7 @@ def regularization(cfg: Any, model_config: Any) -> dict[str, Any]:
         "frozen_parameters": record["frozen_parameters"],
         "gradual_unfreezing": record["gradual_unfreezing"],
         "layer_lr_decay": (a.layer_lr_decay or 1.0) < 1.0,
+        "average_last": t.average_last is not None,
     }
     record["active"] = [name for name, on in switched.items() if on]
     return record

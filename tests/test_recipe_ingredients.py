@@ -1,0 +1,136 @@
+"""The default recipe's ingredients: LP-FT head initialisation and checkpoint averaging."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import tiny_bert, write_csv
+from tunewise.config import load_config
+from tunewise.data.encode import encode
+from tunewise.errors import InputError
+from tunewise.evaluation.predict import predict_logits
+from tunewise.models.head_init import fit_probe, head_layer, init_head_from_probe
+from tunewise.models.load import load_tokenizer
+from tunewise.training.averaging import CheckpointAverage, apply_average
+
+WORDS = {
+    "refund": "money back refund please",
+    "card": "my card is lost stolen",
+    "hello": "hello hi good morning",
+}
+
+
+def toy_encoded(n: int = 10):
+    texts = [f"{t} {i}" for i in range(n) for t in WORDS.values()]
+    labels = [j for _ in range(n) for j in range(len(WORDS))]
+    return encode(load_tokenizer("minilm-l6"), texts, labels, 16)
+
+
+def test_head_is_the_last_linear_with_one_output_per_label():
+    model = tiny_bert(num_labels=3)
+    assert head_layer(model, 3) is model.classifier
+    with pytest.raises(ValueError, match="7 outputs"):
+        head_layer(model, 7)
+
+
+def test_probe_head_predicts_exactly_what_the_probe_predicts():
+    """The folded-back scaling is right: the model's own logits reproduce the probe's accuracy,
+    and the probe beats the random head it replaces on the rows it was fitted on."""
+    model, data = tiny_bert(num_labels=3, seed=1), toy_encoded()
+    y = np.asarray(data.labels)
+    before = (predict_logits(model, data)[0].argmax(1) == y).mean()
+    record = init_head_from_probe(model, data, seed=0)
+    after = (predict_logits(model, data)[0].argmax(1) == y).mean()
+    assert record["method"] == "linear_probe"
+    assert after == pytest.approx(record["train_accuracy"], abs=1 / len(y))
+    assert after > before and after >= 0.8
+
+
+def test_binary_probe_gives_softmax_logits_that_match_the_sigmoid():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 4))
+    y = (x[:, 0] + 0.3 * x[:, 1] > 0).astype(int)
+    w, b = fit_probe(x, y, 2, seed=0, c=1.0)
+    logits = x @ w.T + b
+    assert ((logits.argmax(1) == y).mean()) > 0.9
+    assert w.shape == (2, 4) and np.allclose(w[0], -w[1])
+
+
+def _set(model, value: float) -> None:
+    with torch.no_grad():
+        model.classifier.weight.fill_(value)
+
+
+def test_average_is_the_mean_of_the_last_n_evaluations():
+    model = tiny_bert()
+    avg = CheckpointAverage(2)
+    evaluate = avg.wrap(lambda m: {"accuracy": 0.0})
+    for v in (1.0, 2.0, 4.0):  # the first falls out of the window
+        _set(model, v)
+        evaluate(model)
+    mean = avg.average()["classifier.weight"]
+    assert torch.allclose(mean, torch.full_like(mean, 3.0))
+    assert set(avg.average()) == set(model.state_dict())  # every tensor, buffers included
+
+
+@pytest.mark.parametrize(("score_of_average", "kept"), [(0.9, True), (0.5, False)])
+def test_average_is_kept_only_when_validation_is_no_worse(score_of_average, kept):
+    model = tiny_bert()
+    avg = CheckpointAverage(3)
+    for v in (1.0, 3.0):
+        _set(model, v)
+        avg.wrap(lambda m: {})(model)
+
+    def evaluate(m):
+        is_avg = torch.allclose(m.classifier.weight, torch.full_like(m.classifier.weight, 2.0))
+        return {"accuracy": score_of_average if is_avg else 0.7}
+
+    record = apply_average(model, avg, evaluate, "accuracy", current=0.7)
+    assert record["kept"] is kept
+    expected = 2.0 if kept else 3.0
+    assert torch.allclose(
+        model.classifier.weight, torch.full_like(model.classifier.weight, expected)
+    )
+
+
+def test_config_accepts_the_options_and_rejects_bad_values():
+    base = {"name": "x", "output_dir": "runs", "data": {"train": "t.csv"}}
+    cfg = load_config(
+        {**base, "adapt": {"head_init": "linear_probe"}, "train": {"average_last": 3}}
+    )
+    assert cfg.adapt.head_init == "linear_probe" and cfg.train.average_last == 3
+    with pytest.raises(InputError, match="head_init"):
+        load_config({**base, "adapt": {"head_init": "probe"}})
+    with pytest.raises(InputError, match="average_last"):
+        load_config({**base, "train": {"average_last": 1}})
+
+
+def test_train_records_head_init_and_averaging(tmp_path, tiny_model_dir):
+    import tunewise
+
+    rows = [(f"{t} {i}", lab) for i in range(12) for lab, t in WORDS.items()]
+    config = {
+        "name": "lpft",
+        "output_dir": str(tmp_path / "runs"),
+        "data": {"train": str(write_csv(tmp_path / "train.csv", rows)), "val_fraction": 0.25},
+        "model": {"name": str(tiny_model_dir), "max_length": 16},
+        "adapt": {"head_init": "linear_probe"},
+        "train": {
+            "epochs": 3,
+            "batch_size": 8,
+            "lr": 1e-3,
+            "precision": "fp32",
+            "average_last": 2,
+        },  # fmt: skip
+        "eval": {"forgetting": []},
+    }
+    run_dir = tunewise.train(config)
+    summary = json.loads((run_dir / "training.json").read_text())
+    assert summary["head_init"]["method"] == "linear_probe"
+    assert summary["averaging"]["evaluations"] == 2
+    assert summary["regularization"]["average_last"] == 2
+    assert "average_last" in summary["regularization"]["active"]
