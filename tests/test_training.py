@@ -118,6 +118,9 @@ def _train_cfg(**kw):
         eval_every=None,
         log_every=1,
         group_by_length=True,
+        checkpoint_every=None,
+        keep_checkpoints=2,
+        max_nonfinite_steps=3,
     )
     base.update(kw)
     return SimpleNamespace(**base)

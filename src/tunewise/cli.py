@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from tunewise.errors import BlockingFinding, InputError
+from tunewise.training.faults import TrainingInterrupted
 
 
 def _run(a: argparse.Namespace) -> None:
@@ -24,11 +25,12 @@ def _train(a: argparse.Namespace) -> None:
     from tunewise.training import distributed
 
     if a.nproc > 1 and not distributed.launched():  # start N data-parallel copies of this command
-        code = distributed.relaunch(["train", a.config, *a.overrides], a.nproc)
+        resume = ["--resume", a.resume] if a.resume else []
+        code = distributed.relaunch(["train", a.config, *a.overrides, *resume], a.nproc)
         if code:
             raise SystemExit(code)
         return
-    run_dir = train(a.config, a.overrides)
+    run_dir = train(a.config, a.overrides, resume=a.resume)
     if distributed.is_main():
         print(run_dir)
     distributed.finish()
@@ -39,6 +41,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nproc", type=int, default=1,
                    help="data-parallel processes on this machine (DDP through Accelerate: gloo "
                    "on CPU, NCCL on GPU); the global batch stays train.batch_size")
+    p.add_argument("--resume", metavar="RUN_DIR|auto",
+                   help="continue from the run's newest valid checkpoint, exactly as if never "
+                   "stopped; auto: this config's run directory (a fresh start if it has none)")
 
 
 def _tune(a: argparse.Namespace) -> None:
@@ -287,6 +292,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except BlockingFinding as exc:
         print(f"blocked: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except TrainingInterrupted as exc:  # SIGTERM/SIGINT after a checkpoint: 143 / 130
+        print(f"interrupted: {exc}", file=sys.stderr)
         return exc.exit_code
     return 0
 

@@ -10,6 +10,7 @@ directory, so a later stage (or a later command) can pick up from there:
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,8 +38,8 @@ from tunewise.models.adapt import count_parameters
 from tunewise.models.card import write_model_card
 from tunewise.report.doctor import diagnose
 from tunewise.report.track import track
-from tunewise.training import distributed, recipe
-from tunewise.training.callbacks import History, ProgressBar
+from tunewise.training import checkpoint, distributed, recipe
+from tunewise.training.callbacks import History, ProgressBar, RowRecorder
 from tunewise.training.loop import bf16_supported, fit, resolve_precision
 
 console = Console(stderr=True)
@@ -85,10 +86,16 @@ def run(config: str | Path | dict | RunConfig | None = None, overrides: Sequence
 
 
 def train(
-    config: str | Path | dict | RunConfig | None = None, overrides: Sequence[str] = ()
+    config: str | Path | dict | RunConfig | None = None,
+    overrides: Sequence[str] = (),
+    resume: str | Path | None = None,
 ) -> Path:
-    """Validate data and train; the run directory gets model/, history.jsonl and checkpoints/."""
-    cfg = _config(config, overrides)
+    """Validate data and train; the run directory gets model/, history.jsonl and checkpoints/.
+
+    `resume` (a run directory, or "auto" for this config's) continues from its newest valid
+    checkpoint, exactly as if training had never stopped.
+    """
+    cfg, resume_from = checkpoint.resume_point(_config(config, overrides), resume)
     if cfg.task == "causal_lm":
         from tunewise.llm.stage import train_only
 
@@ -98,9 +105,10 @@ def train(
 
         return train_ranking(cfg)
     splits = load_splits(cfg.data, cfg.seed)
-    run_dir = start_run(cfg) if distributed.is_main() else cfg.run_dir()  # one writer under DDP
+    fresh = distributed.is_main() and resume_from is None  # one writer under DDP
+    run_dir = start_run(cfg) if fresh else cfg.run_dir()
     tokenizer = models.load_tokenizer(cfg.model.name, cfg.model.trust_remote_code)
-    train_stage(cfg, splits, run_dir, tokenizer)
+    train_stage(cfg, splits, run_dir, tokenizer, resume_from)
     return run_dir
 
 
@@ -114,8 +122,10 @@ def start_run(cfg: RunConfig) -> Path:
     """Create the run directory with the resolved config; clear outputs of an earlier run."""
     run_dir = cfg.run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("history.jsonl", "metrics.json", "baseline.json", "training.json"):
+    for stale in ("history.jsonl", "metrics.json", "baseline.json", "training.json",
+                  "rows.jsonl", "nonfinite.json"):  # fmt: skip
         (run_dir / stale).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # never resume an older run
     dump_config(cfg, run_dir / "config.yaml")
     console.log(f"run directory: {run_dir}")
     return run_dir
@@ -176,8 +186,11 @@ def baseline(cfg: RunConfig, splits: Splits, run_dir: Path, tokenizer) -> dict:
     return result
 
 
-def train_stage(cfg: RunConfig, splits: Splits, run_dir: Path, tokenizer) -> dict:
-    """Adapt the pre-trained model, train it, save model/ and training.json."""
+def train_stage(
+    cfg: RunConfig, splits: Splits, run_dir: Path, tokenizer, resume_from: Path | None = None
+) -> dict:
+    """Adapt the pre-trained model, train it (from checkpoint `resume_from`), save model/ and
+    training.json."""
     torch.manual_seed(cfg.seed)  # the new head's initial weights too: same config, same run
     model = recipe.build_model(cfg, splits.labels)
     params = count_parameters(model)
@@ -200,6 +213,8 @@ def train_stage(cfg: RunConfig, splits: Splits, run_dir: Path, tokenizer) -> dic
     main = distributed.is_main()  # under DDP only the main process logs and saves
     bar = ProgressBar(_total_steps(cfg, len(train_data)), enabled=console.is_terminal and main)
     writers = [History(run_dir / "history.jsonl"), bar] if main else []
+    if main and cfg.train.record_rows:
+        writers.append(RowRecorder(run_dir / "rows.jsonl"))
     counts = np.bincount(train_data.labels, minlength=len(splits.labels)).tolist()
     state = fit(
         model,
@@ -208,6 +223,8 @@ def train_stage(cfg: RunConfig, splits: Splits, run_dir: Path, tokenizer) -> dic
         cfg.train,
         seed=cfg.seed,
         out_dir=run_dir,
+        resume_from=resume_from,
+        run_hash=checkpoint.config_hash(cfg),
         callbacks=[*writers, *recipe.extra_callbacks(cfg)],
         loss_fn=recipe.build_training_loss(cfg, counts),
         layer_lr_decay=cfg.adapt.layer_lr_decay,

@@ -1,7 +1,8 @@
 """Plain callbacks for the training loop: early stopping, history file, progress bar.
 
-A callback is any object with some of `on_log(record)`, `on_evaluate(state, metrics)` and
-`on_end(state)`; the loop calls what exists (duck typing, no base class).
+A callback is any object with some of `on_log(record)`, `on_step_begin(state, model)`,
+`on_step_end(state, rows)` and `on_end(state)`; the loop calls what exists (duck typing, no base
+class).
 """
 
 from __future__ import annotations
@@ -62,6 +63,23 @@ class History:
         )
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(clean) + "\n")
+
+
+class RowRecorder:
+    """Appends each step's training rows to `rows.jsonl` (`train.record_rows`).
+
+    One line per optimizer step, `{"step": 7, "epoch": 0, "rows": [12, 40, ...]}` (row numbers
+    of the training split), so a resumed run can be checked to train on exactly the rows the
+    uninterrupted run would have: none twice, none skipped.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_step_end(self, state: Any, rows: list[int]) -> None:
+        line = {"step": state.step, "epoch": state.epoch, "rows": [int(r) for r in rows]}
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
 
 
 class ProgressBar:

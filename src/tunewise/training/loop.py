@@ -5,6 +5,8 @@ global-norm clipping (the pre-clip norm is logged) → evaluation every N steps 
 early stopping that restores the best weights. Callbacks see every log record. Each optimizer step
 takes `batch_size * grad_accum` rows, split into `grad_accum` micro-batches whose gradients add up,
 so 4 x 8 trains like 1 x 32. `loss_fn(logits, labels)` replaces the model's own loss when given.
+With `out_dir`, checkpoints go to out_dir/checkpoints (training/checkpoint.py) and `resume_from`
+continues one exactly; a NaN/inf step is skipped and SIGTERM/SIGINT stop cleanly (faults.py).
 
     state = fit(model, encoded_train, evaluate, cfg.train, seed=13, out_dir=run_dir)
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +24,10 @@ import torch
 from torch import nn
 
 from tunewise.data.encode import Encoded, collate, train_batches
+from tunewise.training import checkpoint
 from tunewise.training.callbacks import EarlyStopping
-from tunewise.training.checkpoint import save_checkpoint
 from tunewise.training.distributed import shard
+from tunewise.training.faults import Watch
 from tunewise.training.losses import LossFn
 from tunewise.training.optim import build_optimizer
 from tunewise.training.schedules import build_scheduler
@@ -36,6 +39,7 @@ class TrainState:
 
     step: int = 0
     epoch: int = 0
+    epoch_step: int = 0  # batches done in this epoch: where the sampler resumes
     samples: int = 0
     seconds: float = 0.0
     total_steps: int = 0
@@ -43,6 +47,7 @@ class TrainState:
     best_metric: float | None = None
     stopped_early: bool = False
     precision: str = "fp32"
+    nonfinite_steps: int = 0  # skipped for a NaN/inf loss or gradient
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -79,11 +84,14 @@ def fit(
     loss_fn: LossFn | None = None,
     collate_fn: Callable[[Any, list[int]], dict[str, torch.Tensor]] = collate,
     layer_lr_decay: float | None = None,
+    resume_from: Path | None = None,
+    run_hash: str = "",
 ) -> TrainState:
     """Train `model` on `data` following the TrainConfig `cfg`; return the final state.
 
     `collate_fn(data, rows)` builds a batch (pairs for ranking); `layer_lr_decay` scales each
-    lower layer's learning rate (see `build_optimizer`).
+    lower layer's learning rate (see `build_optimizer`); `resume_from` is a checkpoint folder
+    and `run_hash` the config hash its checkpoints record.
     """
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
@@ -115,11 +123,21 @@ def fit(
             if hasattr(cb, "on_log"):
                 cb.on_log(record)
 
-    start = window_start = time.perf_counter()
+    parts = {"model": accelerator.unwrap_model(model), "optimizer": optimizer,
+             "scheduler": scheduler, "scaler": accelerator.scaler}  # fmt: skip
+    writer = accelerator.is_main_process  # refuses now when checkpoints cannot fit on the disk
+    ckpt = checkpoint.for_run(out_dir, cfg, run_hash, writer, parts["model"]) if out_dir else None
     window_samples, loss_count = 0, 0
     loss_sum = torch.zeros((), device=accelerator.device)
+    if resume_from is not None:  # weights, optimizer, schedule, sampler position, RNG, as they were
+        best_weights, window_sum, loss_count = checkpoint.resume(resume_from, parts, state, stopper)
+        loss_sum = torch.tensor(window_sum, device=accelerator.device)
+    main_dir = out_dir if accelerator.is_main_process else None
+    watch = Watch.start(cfg.max_nonfinite_steps, main_dir, accelerator.reduce, log)
+    start = window_start = time.perf_counter()
     while state.step < state.total_steps and not state.stopped_early:
-        for rows in train_batches(lengths, step_rows, seed + state.epoch, cfg.group_by_length):
+        batches = train_batches(lengths, step_rows, seed + state.epoch, cfg.group_by_length)
+        for rows in batches[state.epoch_step :]:  # a resumed epoch goes on where it stopped
             model.train()
             for cb in callbacks:
                 if hasattr(cb, "on_step_begin"):
@@ -135,13 +153,22 @@ def fit(
                 loss += part_loss.detach().float()
             max_norm = cfg.clip_grad_norm if cfg.clip_grad_norm else math.inf
             grad_norm = accelerator.clip_grad_norm_(trainable, max_norm)
-            optimizer.step()
+            finite = watch.step_is_finite(loss, grad_norm)  # and agree on a pending stop
+            if finite:  # a NaN/inf step changes no weight
+                optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             state.step += 1
+            state.epoch_step += 1
             state.samples += len(rows)
             window_samples += len(rows)
-            loss_sum, loss_count = loss_sum + loss.detach().float(), loss_count + 1
+            if finite:
+                loss_sum, loss_count = loss_sum + loss.detach().float(), loss_count + 1
+            else:  # logged on its own, kept out of the average; aborts past the limit
+                watch.skip(state, rows, loss, grad_norm)
+            for cb in callbacks:
+                if hasattr(cb, "on_step_end"):
+                    cb.on_step_end(state, rows)
 
             if state.step % cfg.log_every == 0 or state.step == state.total_steps:
                 now = time.perf_counter()
@@ -150,7 +177,9 @@ def fit(
                         "step": state.step,
                         "epoch": round(state.step / steps_per_epoch, 4),
                         "split": "train",
-                        "loss": accelerator.reduce(loss_sum, "mean").item() / loss_count,
+                        "loss": accelerator.reduce(loss_sum, "mean").item() / loss_count
+                        if loss_count
+                        else math.nan,  # every step of the window was skipped
                         "lr": scheduler.get_last_lr()[0],
                         "grad_norm": float(grad_norm),
                         "samples_per_s": window_samples / max(now - window_start, 1e-9),
@@ -177,16 +206,22 @@ def fit(
                             k: v.detach().clone()
                             for k, v in accelerator.unwrap_model(model).state_dict().items()
                         }
+                        if ckpt is not None:  # the best checkpoint outlives pruning
+                            ckpt.save(parts, state, stopper, (loss_sum, loss_count))
+            if ckpt is not None and (ckpt.due(state.step) or watch.stopping_):
+                ckpt.save(parts, state, stopper, (loss_sum, loss_count))
+            if watch.stopping_:  # SIGTERM/SIGINT: the step is done and saved; exit 143/130
+                raise watch.interrupted(ckpt.last_ if ckpt else None)
             if state.stopped_early or state.step >= state.total_steps:
                 break
         state.epoch += 1
+        state.epoch_step = 0
 
     state.seconds = time.perf_counter() - start
+    watch.stop()
     model = accelerator.unwrap_model(model)
-    if out_dir is not None and accelerator.is_main_process:
-        save_checkpoint(
-            out_dir / "checkpoints" / "last", model, optimizer, scheduler, asdict(state)
-        )
+    if ckpt is not None:
+        ckpt.save(parts, state, stopper, (loss_sum, loss_count))
     if best_weights is not None:
         model.load_state_dict(best_weights)
     for cb in callbacks:
