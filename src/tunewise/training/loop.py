@@ -162,13 +162,13 @@ def fit(
             state.epoch_step += 1
             state.samples += len(rows)
             window_samples += len(rows)
+            for cb in callbacks:
+                if hasattr(cb, "on_step_end"):
+                    cb.on_step_end(state, rows)
             if finite:
                 loss_sum, loss_count = loss_sum + loss.detach().float(), loss_count + 1
             else:  # logged on its own, kept out of the average; aborts past the limit
                 watch.skip(state, rows, loss, grad_norm)
-            for cb in callbacks:
-                if hasattr(cb, "on_step_end"):
-                    cb.on_step_end(state, rows)
 
             if state.step % cfg.log_every == 0 or state.step == state.total_steps:
                 now = time.perf_counter()
