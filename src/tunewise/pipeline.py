@@ -139,7 +139,8 @@ def baseline(cfg: RunConfig, splits: Splits, run_dir: Path, tokenizer) -> dict:
     """Score zero-shot and linear-probe baselines of the untuned encoder on the test rows."""
     assert splits.test is not None
     console.log("baseline: embedding train, validation and test with the untuned encoder")
-    encoder = models.load_encoder(cfg.model.name, cfg.model.trust_remote_code)
+    m = cfg.model
+    encoder = models.load_encoder(m.name, m.trust_remote_code, m.allow_unsafe_weights)
     bf16 = resolve_precision(cfg.train.precision, next(encoder.parameters()).device) == "bf16"
     n = len(splits.labels)
     emb = {

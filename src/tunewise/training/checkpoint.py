@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 from rich.console import Console
+from safetensors import safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from tunewise.errors import InputError, Problem
@@ -228,7 +229,19 @@ def verify(folder: Path) -> str | None:
             return f"{name} has {path.stat().st_size} bytes, manifest says {want['bytes']}"
         if _digest(path)["sha256"] != want["sha256"]:
             return f"{name} fails its sha256 checksum"
+        if name.endswith(".safetensors") and not _is_safetensors(path):
+            return f"{name} is not a safetensors file"
     return None
+
+
+def _is_safetensors(path: Path) -> bool:
+    """Whether the header parses: a file that merely has the right checksum may still be junk."""
+    try:
+        with safe_open(str(path), "pt") as f:
+            f.keys()
+    except Exception:  # SafetensorsError, OSError: anything but a clean header
+        return False
+    return True
 
 
 def latest_valid(root: Path, say: Callable[[str], None] = console.log) -> Path | None:

@@ -43,6 +43,7 @@ def build_model(cfg: Any, labels: list[str]) -> nn.Module:
         m.trust_remote_code,
         attention_dropout=m.attention_dropout,
         classifier_dropout=m.classifier_dropout,
+        allow_unsafe_weights=m.allow_unsafe_weights,
     )
     a = cfg.adapt
     return adapt(model, a.method, a.freeze_layers, lora=dataclasses.asdict(a.lora))
