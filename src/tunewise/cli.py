@@ -161,7 +161,7 @@ def _select_args(p: argparse.ArgumentParser) -> None:
 def _refine(a: argparse.Namespace) -> None:
     from tunewise.feedback.refine import refine
 
-    decision = refine(a.run_dir, a.feedback_db, a.data, a.tolerance)
+    decision = refine(a.run_dir, a.feedback_db, a.data, a.tolerance)["decision"]
     if not decision["promoted"]:
         raise BlockingFinding("not promoted: " + "; ".join(decision["reasons"]))
 
