@@ -143,6 +143,7 @@ def train_trial(cfg: RunConfig, data: TrialData, callbacks: list, evals_per_epoc
     train_data, val_data = data.encoded(cfg)
     torch.manual_seed(cfg.seed)  # the head's initial weights: a trial is reproducible
     model = recipe.build_model(cfg, data.splits.labels)
+    recipe.init_head(cfg, model, train_data)  # LP-FT when adapt.head_init asks, as in `run`
     train_cfg = dataclasses.replace(
         cfg.train, eval_every=eval_every(len(train_data), cfg.train, evals_per_epoch)
     )
