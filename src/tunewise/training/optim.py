@@ -44,8 +44,12 @@ def build_optimizer(
             key = (scale.get(name, 1.0), 0.0 if name in skip else weight_decay)
             groups.setdefault(key, []).append(param)
     ordered = sorted(groups.items(), key=lambda item: (-item[0][0], -item[0][1]))
-    return torch.optim.AdamW(
-        [{"params": ps, "lr": lr * m, "weight_decay": wd} for (m, wd), ps in ordered], lr=lr
+    params = [p for _, ps in ordered for p in ps]
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    return torch.optim.AdamW(  # fused: one kernel over all tensors, not ~10 ops per tensor
+        [{"params": ps, "lr": lr * m, "weight_decay": wd} for (m, wd), ps in ordered],
+        lr=lr,
+        fused=fused or None,
     )
 
 
