@@ -32,13 +32,14 @@ from tunewise.evaluation import baseline as base
 from tunewise.evaluation.compare import compare
 from tunewise.evaluation.metrics import classification_metrics, confusion, per_class
 from tunewise.evaluation.predict import embed, predict_logits
+from tunewise.evaluation.stream import stream_scores
 from tunewise.findings import Finding, has_errors, print_findings, write_findings
 from tunewise.models import load as models
 from tunewise.models.adapt import count_parameters
 from tunewise.models.card import write_model_card
 from tunewise.report.doctor import diagnose
 from tunewise.report.track import track
-from tunewise.training import checkpoint, distributed, recipe
+from tunewise.training import checkpoint, distributed, packing, recipe
 from tunewise.training.callbacks import History, ProgressBar, RowRecorder
 from tunewise.training.loop import bf16_supported, fit, resolve_precision
 
@@ -202,12 +203,9 @@ def train_stage(
     train_data = _encode(tokenizer, splits.train, splits, cfg.model.max_length)
     val_data = _encode(tokenizer, splits.validation, splits, cfg.model.max_length)
     bf16 = resolve_precision(cfg.train.precision, next(model.parameters()).device) == "bf16"
-    y_val = np.array(val_data.labels)
 
-    def evaluate_validation(m) -> dict[str, float]:
-        logits, loss = predict_logits(m, val_data, cfg.eval.batch_size, bf16)
-        scores = classification_metrics(y_val, logits.argmax(1), len(splits.labels))
-        return {"loss": loss, "accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"]}
+    def evaluate_validation(m) -> dict[str, float]:  # streamed: memory flat in validation size
+        return stream_scores(m, val_data, len(splits.labels), cfg.eval.batch_size, bf16)
 
     head_init = recipe.init_head(cfg, model, train_data)
     averager = recipe.checkpoint_average(cfg)
@@ -217,11 +215,12 @@ def train_stage(
     if main and cfg.train.record_rows:
         writers.append(RowRecorder(run_dir / "rows.jsonl"))
     counts = np.bincount(train_data.labels, minlength=len(splits.labels)).tolist()
+    model, collate_fn, train_cfg = packing.prepare(model, cfg.train)  # short rows share a row
     state = fit(
         model,
         train_data,
         averager.wrap(evaluate_validation) if averager else evaluate_validation,
-        cfg.train,
+        train_cfg,
         seed=cfg.seed,
         out_dir=run_dir,
         resume_from=resume_from,
@@ -229,6 +228,7 @@ def train_stage(
         callbacks=[*writers, *recipe.extra_callbacks(cfg)],
         loss_fn=recipe.build_training_loss(cfg, counts),
         layer_lr_decay=cfg.adapt.layer_lr_decay,
+        collate_fn=collate_fn,
     )
     averaging = recipe.finish_average(cfg, averager, model, evaluate_validation, state)
     if not main:
