@@ -134,7 +134,7 @@ class FeedbackStore:
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
         try:
             with self.engine.begin() as conn:
-                new_id = conn.execute(
+                inserted = conn.execute(
                     feedback.insert().values(
                         idempotency_key=key,
                         body_sha256=digest,
@@ -142,7 +142,9 @@ class FeedbackStore:
                         response="",
                         **row,
                     )
-                ).inserted_primary_key[0]
+                ).inserted_primary_key
+                assert inserted is not None
+                new_id = inserted[0]
                 answer = {
                     "id": new_id,
                     "request_id": row["request_id"],

@@ -72,7 +72,8 @@ class _Recent:
     """A bounded LRU map (recent predictions by request_id; answers by idempotency key)."""
 
     def __init__(self, size: int = 10000):
-        self.size, self.items = size, OrderedDict()
+        self.size = size
+        self.items: OrderedDict[str, Any] = OrderedDict()
 
     def get(self, key: str) -> Any:
         return self.items.get(key)
