@@ -361,3 +361,23 @@ def test_smollm2_smoke_run(tmp_path):
     )
     assert metrics["test_size"] == 6 and math.isfinite(metrics["tuned"]["perplexity"])
     assert metrics["baseline"]["perplexity"] < 100  # the real instruct model, not random weights
+
+
+def test_redaction_reaches_the_split_files_the_run_dir_keeps(tmp_path):
+    from tunewise.config import load_config
+    from tunewise.llm.stage import audit_pii, load_sft_splits, start_sft_run
+
+    rows = [{"messages": [{"role": "user", "content": f"mail me at jo{i}@example.org please"},
+                          {"role": "assistant", "content": f"sent to jo{i}@example.org"}]}
+            for i in range(12)]  # fmt: skip
+    train = write_jsonl(tmp_path / "chat.jsonl", rows)
+    cfg = load_config({"task": "causal_lm", "name": "r", "output_dir": str(tmp_path / "runs"),
+                       "data": {"train": str(train)}, "prepare": {"pii": "redact"},
+                       "sft": {"test_rows": 3}})  # fmt: skip
+    splits = load_sft_splits(cfg)
+    findings = audit_pii(cfg, splits)
+    assert findings[0].code == "pii" and findings[0].evidence["redacted"]
+    cfg, run_dir = start_sft_run(cfg, splits)
+    written = (run_dir / "data" / "test.jsonl").read_text()
+    assert "[EMAIL]" in written and "@example.org" not in written
+    assert load_config(run_dir / "config.yaml").data.test == str(run_dir / "data" / "test.jsonl")

@@ -2,8 +2,8 @@
 
 - PII in chat data trained without redaction: an SFT model learns to repeat what replies say.
 - A planted canary that greedy decoding reproduces after training (and not before): memorised.
-- Forgetting as perplexity on general instruction data rising by more than `doctor.forgetting`
-  relative (e.g. 0.03 = 3%) after fine-tuning... on a ratio scale, at least 10%.
+- Forgetting: perplexity on general instruction data rising by more than 10% (or
+  `doctor.forgetting`, if larger) after fine-tuning.
 """
 
 from __future__ import annotations

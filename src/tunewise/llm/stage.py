@@ -87,54 +87,62 @@ def _write_jsonl(path: Path, convs: list[Conversation]) -> None:
 
 
 def start_sft_run(cfg: RunConfig, splits: dict[str, Any]) -> tuple[RunConfig, Path]:
-    """The run directory; a held-out split is written there and the config points at it."""
+    """The run directory; a held-out or redacted split is written there and the config names it."""
     from tunewise.pipeline import start_run
 
-    if splits["held_out"]:
+    if splits["held_out"] or splits.get("redacted"):
         data = cfg.run_dir() / "data"
+        paths = {"train": str(data / "train.jsonl"), "test": str(data / "test.jsonl")}
         _write_jsonl(data / "train.jsonl", splits["all_train"])
         _write_jsonl(data / "test.jsonl", splits["test"])
-        new_data = dataclasses.replace(
-            cfg.data, train=str(data / "train.jsonl"), test=str(data / "test.jsonl")
-        )
-        cfg = dataclasses.replace(cfg, data=new_data)
+        if cfg.data.validation:
+            paths["validation"] = str(data / "validation.jsonl")
+            _write_jsonl(data / "validation.jsonl", splits["validation"])
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **paths))
     return cfg, start_run(cfg)
 
 
-def audit_pii(cfg: RunConfig, splits: dict[str, Any], run_dir: Path) -> list[Finding]:
-    """Find personal data in the chat turns; redact it in every split when prepare.pii: redact."""
+def audit_pii(cfg: RunConfig, splits: dict[str, Any]) -> list[Finding]:
+    """Find personal data in the chat turns; redact every split in place when prepare.pii: redact.
+
+    Runs before the run directory is written, so the split files there hold redacted text.
+    """
     if cfg.prepare.pii == "off":
-        write_findings(run_dir / "audit.json", [])
         return []
     texts = [m["content"] for c in splits["train"] for m in c.messages]
     detector = PIIDetector().fit(texts)
     counts, rows = pii_counts(detector, texts)
-    findings = []
-    if counts:
-        redacted = cfg.prepare.pii == "redact"
-        findings.append(
-            Finding(
-                "pii",
-                "info" if redacted else "warning",
-                f"{len(rows)} of {len(texts)} chat turns hold personal data "
-                + ("(redacted before training)" if redacted else "(not redacted)"),
-                "set prepare.pii: redact so the model cannot learn and repeat it",
-                {
-                    "types": dict(counts),
-                    "turns": len(rows),
-                    "redacted": redacted,
-                    "data": "chat",
-                    "examples": [texts[i][:160] for i in rows[:5]],
-                },
-            )
+    if not counts:
+        return []
+    redacted = cfg.prepare.pii == "redact"
+    if redacted:
+        every = {id(c): c for k in ("all_train", "validation", "test") for c in splits[k]}
+        for conv in every.values():
+            for m in conv.messages:
+                m["content"] = detector.redact(m["content"])[0]
+        splits["redacted"] = True
+    evidence = {"types": dict(counts), "turns": len(rows), "redacted": redacted, "data": "chat",
+                "examples": [texts[i][:160] for i in rows[:5]]}  # fmt: skip
+    return [
+        Finding(
+            "pii",
+            "info" if redacted else "warning",
+            f"{len(rows)} of {len(texts)} training chat turns hold personal data "
+            + ("(redacted before training)" if redacted else "(not redacted)"),
+            "set prepare.pii: redact so the model cannot learn and repeat it",
+            evidence,
         )
-        if redacted:
-            for name in ("train", "validation", "test"):
-                for conv in splits[name]:
-                    for m in conv.messages:
-                        m["content"] = detector.redact(m["content"])[0]
+    ]
+
+
+def _start(cfg: RunConfig) -> tuple[RunConfig, Path, dict[str, Any]]:
+    """Checked splits, the PII audit (and redaction), then the run directory with audit.json."""
+    quantization_config(cfg.sft.quantize)  # a missing GPU or package fails before any work
+    splits = load_sft_splits(cfg)
+    findings = audit_pii(cfg, splits)
+    cfg, run_dir = start_sft_run(cfg, splits)
     write_findings(run_dir / "audit.json", findings)
-    return findings
+    return cfg, run_dir, splits
 
 
 def run_causal_lm(cfg: RunConfig) -> dict:
@@ -142,10 +150,7 @@ def run_causal_lm(cfg: RunConfig) -> dict:
     from tunewise.llm.evaluate import evaluate_sft
     from tunewise.pipeline import console, doctor
 
-    quantization_config(cfg.sft.quantize)  # a missing GPU or package fails before any work
-    splits = load_sft_splits(cfg)
-    cfg, run_dir = start_sft_run(cfg, splits)
-    audit_pii(cfg, splits, run_dir)
+    cfg, run_dir, splits = _start(cfg)
     tokenizer, model = load_causal_lm(cfg.model.name, cfg.model.trust_remote_code, cfg.sft.quantize)
     canaries = make_canaries(cfg.sft.canaries, cfg.seed)
     bf16 = resolve_precision(cfg.train.precision, next(model.parameters()).device) == "bf16"
@@ -163,10 +168,7 @@ def run_causal_lm(cfg: RunConfig) -> dict:
 
 def train_only(cfg: RunConfig) -> Path:
     """`tunewise train` for causal_lm: model/, adapter/ (LoRA), training.json."""
-    quantization_config(cfg.sft.quantize)  # a missing GPU or package fails before any work
-    splits = load_sft_splits(cfg)
-    cfg, run_dir = start_sft_run(cfg, splits)
-    audit_pii(cfg, splits, run_dir)
+    cfg, run_dir, splits = _start(cfg)
     tokenizer, model = load_causal_lm(cfg.model.name, cfg.model.trust_remote_code, cfg.sft.quantize)
     train_sft(cfg, splits, run_dir, tokenizer, model)
     return run_dir
