@@ -4,7 +4,9 @@ failed checkpoint never replaces a good one; a disk too small is refused before 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 from types import SimpleNamespace
 
 import pytest
@@ -16,7 +18,7 @@ from tests.test_training import _toy_encoded, _train_cfg
 from tunewise.errors import InputError
 from tunewise.training import checkpoint
 from tunewise.training.callbacks import History
-from tunewise.training.faults import NonFiniteAbort
+from tunewise.training.faults import NonFiniteAbort, TrainingInterrupted
 from tunewise.training.loop import fit
 
 
@@ -160,3 +162,34 @@ def test_a_failed_save_keeps_the_previous_checkpoint_valid(tmp_path, monkeypatch
     root = _checkpointed_run(tmp_path)
     assert sorted(p.name for p in root.iterdir()) == ["step-00000002", "step-00000006"]
     assert all(checkpoint.verify(p) is None for p in root.iterdir())
+
+
+class SignalAt:
+    """Sends this process `sig` as step `step` ends, as `kill` or Ctrl-C would."""
+
+    def __init__(self, step: int, sig: int):
+        self.step, self.sig = step, sig
+
+    def on_step_end(self, state, rows):
+        if state.step == self.step:
+            os.kill(os.getpid(), self.sig)
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_finishes_the_step_checkpoints_and_resumes_to_the_same_weights(
+    tmp_path, sig, code
+):
+    cfg = _train_cfg(max_steps=10, early_stopping=None)
+    whole = tiny_bert()
+    fit(whole, _toy_encoded(), lambda m: {}, cfg, seed=0)
+    with pytest.raises(TrainingInterrupted) as stop:
+        fit(tiny_bert(), _toy_encoded(), lambda m: {}, cfg, seed=0, out_dir=tmp_path,
+            callbacks=[SignalAt(4, sig)])  # fmt: skip
+    assert stop.value.exit_code == code and stop.value.checkpoint.name == "step-00000004"
+    assert signal.getsignal(sig) in (signal.default_int_handler, signal.SIG_DFL)  # put back
+    resumed = tiny_bert()
+    state = fit(resumed, _toy_encoded(), lambda m: {}, cfg, seed=0, out_dir=tmp_path,
+                resume_from=stop.value.checkpoint)  # fmt: skip
+    assert state.step == 10
+    pairs = zip(whole.state_dict().values(), resumed.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)

@@ -163,26 +163,47 @@ def test_sigkill_at_many_random_steps(tmp_path, tiny_model_dir, reference):
         _sigkill_and_resume(tmp_path / str(n), tiny_model_dir, reference, points)
 
 
-def test_sigterm_and_sigint_checkpoint_then_exit_143_and_130(tmp_path, tiny_model_dir, reference):
+def _stop_and_resume(tmp_path, tiny_model_dir, reference, signals: list[int]) -> list[dict]:
+    """Stop with each signal in turn (checkpoint, then 128 + signal), resume, finish, compare."""
     ref_dir, data = reference
     config = write_config(tmp_path, tiny_model_dir, data, checkpoint_every=None)
     run_dir = tmp_path / "runs" / "run"
-    term = interrupt_at(config, run_dir, 9, signal.SIGTERM)
-    assert term["code"] == 143, term["stderr"][-2000:]
-    assert term["seconds"] < 30 and "--resume" in term["stderr"]
-    newest = max((run_dir / "checkpoints").glob("step-*"))
-    assert json.loads((newest / "state.json").read_text())["step"] == term["step"]
-    stop = interrupt_at(config, run_dir, term["step"] + 7, signal.SIGINT, "--resume", "auto")
-    assert stop["code"] == 130, stop["stderr"][-2000:]
+    stops, step = [], 9
+    for i, sig in enumerate(signals):
+        stop = interrupt_at(config, run_dir, step, sig, *(("--resume", "auto") if i else ()))
+        assert stop["code"] == 128 + sig, stop["stderr"][-2000:]
+        assert stop["seconds"] < 30 and "--resume" in stop["stderr"]
+        newest = max((run_dir / "checkpoints").glob("step-*"))
+        assert json.loads((newest / "state.json").read_text())["step"] == stop["step"]
+        stops.append(stop)
+        step = stop["step"] + 7
     finish(config, "--resume", "auto")
     assert_same_run(run_dir, ref_dir)
-    print(f"SIGTERM to exit {term['seconds']:.2f} s, SIGINT to exit {stop['seconds']:.2f} s")
+    print(", ".join(f"{signal.Signals(s).name} to exit {x['seconds']:.2f} s"
+                    for s, x in zip(signals, stops, strict=True)))  # fmt: skip
+    return stops
 
 
-def test_resume_refuses_a_different_config(tmp_path, tiny_model_dir, reference):
-    _, data = reference
-    run_dir = reference[0]
+def test_sigterm_checkpoints_then_exits_143_and_resume_is_identical(
+    tmp_path, tiny_model_dir, reference
+):
+    _stop_and_resume(tmp_path, tiny_model_dir, reference, [signal.SIGTERM])
+
+
+@pytest.mark.slow
+def test_sigterm_then_sigint_exit_143_then_130(tmp_path, tiny_model_dir, reference):
+    _stop_and_resume(tmp_path, tiny_model_dir, reference, [signal.SIGTERM, signal.SIGINT])
+
+
+def test_resume_refuses_a_different_config_before_loading_anything(
+    tmp_path, tiny_model_dir, reference
+):
+    from tunewise.errors import InputError
+    from tunewise.pipeline import train
+
+    run_dir, data = reference
+    before = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     changed = write_config(tmp_path, tiny_model_dir, data, lr=1e-3)
-    done = subprocess.run(train_cmd(changed, "--resume", str(run_dir)), env=_env(),
-                          capture_output=True, timeout=120)  # fmt: skip
-    assert done.returncode == 2 and b"different config" in done.stderr
+    with pytest.raises(InputError, match="different config"):
+        train(changed, resume=run_dir)
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == before

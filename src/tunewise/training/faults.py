@@ -7,7 +7,7 @@ and the training rows of the batch. SIGTERM and SIGINT let the current step fini
 writes a checkpoint and raises `TrainingInterrupted` (exit 143 / 130); `--resume` continues. A
 second SIGINT stops at once, as Python normally does.
 
-    watch = Watch.start(cfg.max_nonfinite_steps, out_dir, accelerator.reduce, log)
+    watch = Watch.start(cfg.max_nonfinite_steps, out_dir, reduce, log)  # reduce: DDP only
     if watch.step_is_finite(loss, grad_norm):  # one host sync, agreed by every process
         optimizer.step()
     else:
@@ -81,6 +81,11 @@ class Watch:
             signal.signal(sig, handler)
         self.previous_.clear()
 
+    @property
+    def stopping(self) -> bool:
+        """A stop was asked: at once alone, as agreed at the last step's sync under DDP."""
+        return self.stopping_ or (self.reduce is None and self.signum_ > 0)
+
     def step_is_finite(self, loss: torch.Tensor, grad_norm: torch.Tensor | float) -> bool:
         """Whether every process saw a finite loss and gradient norm; also agree on stopping."""
         import torch
@@ -111,6 +116,7 @@ class Watch:
         if self.log is not None:
             self.log(record)
         if state.nonfinite_steps > self.limit:
+            self.stop()
             raise NonFiniteAbort(self._abort_message(step, rows))
 
     def _abort_message(self, step: int, rows: list[int]) -> str:

@@ -133,7 +133,8 @@ def fit(
         best_weights, window_sum, loss_count = checkpoint.resume(resume_from, parts, state, stopper)
         loss_sum = torch.tensor(window_sum, device=accelerator.device)
     main_dir = out_dir if accelerator.is_main_process else None
-    watch = Watch.start(cfg.max_nonfinite_steps, main_dir, accelerator.reduce, log)
+    reduce = accelerator.reduce if accelerator.num_processes > 1 else None  # agree under DDP
+    watch = Watch.start(cfg.max_nonfinite_steps, main_dir, reduce, log)
     start = window_start = time.perf_counter()
     while state.step < state.total_steps and not state.stopped_early:
         batches = train_batches(lengths, step_rows, seed + state.epoch, cfg.group_by_length)
@@ -208,9 +209,9 @@ def fit(
                         }
                         if ckpt is not None:  # the best checkpoint outlives pruning
                             ckpt.save(parts, state, stopper, (loss_sum, loss_count))
-            if ckpt is not None and (ckpt.due(state.step) or watch.stopping_):
+            if ckpt is not None and (ckpt.due(state.step) or watch.stopping):
                 ckpt.save(parts, state, stopper, (loss_sum, loss_count))
-            if watch.stopping_:  # SIGTERM/SIGINT: the step is done and saved; exit 143/130
+            if watch.stopping:  # SIGTERM/SIGINT: the step is done and saved; exit 143/130
                 raise watch.interrupted(ckpt.last_ if ckpt else None)
             if state.stopped_early or state.step >= state.total_steps:
                 break
