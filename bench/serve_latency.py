@@ -68,7 +68,7 @@ def bench_pipeline(model: Path, lat_texts: list[str], tp_texts: list[str]) -> di
     return {**percentiles(times), "throughput_rps": round(len(tp_texts) / elapsed, 1)}
 
 
-def start_server(run: Path, backend: str) -> tuple[subprocess.Popen, str]:
+def start_server(run: Path, backend: str, threads: int | None) -> tuple[subprocess.Popen, str]:
     from tunewise.serving.server import free_port
 
     port = free_port()
@@ -82,6 +82,7 @@ def start_server(run: Path, backend: str) -> tuple[subprocess.Popen, str]:
         str(port),
         "--backend",
         backend,
+        *(["--threads", str(threads)] if threads else []),
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
@@ -137,8 +138,8 @@ def mean_batch(base: str) -> float:
     return round(value["tunewise_batch_size_sum"] / value["tunewise_batch_size_count"], 2)
 
 
-def bench_serve(run: Path, backend: str, lat_texts, tp_texts, clients: int) -> dict:
-    proc, base = start_server(run, backend)
+def bench_serve(run: Path, backend: str, lat_texts, tp_texts, clients: int, threads) -> dict:
+    proc, base = start_server(run, backend, threads)
     try:
         result = sequential(base, lat_texts)
         elapsed = asyncio.run(_concurrent(base, tp_texts, clients))
@@ -164,25 +165,16 @@ def prepare_run(source: Path, backends: list[str]) -> Path:
     return run
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--run", default=str(ROOT / "runs" / "banking77"))
-    parser.add_argument("--backends", default="torch,onnx")
-    parser.add_argument("--n-latency", type=int, default=500)
-    parser.add_argument("--n-throughput", type=int, default=1000)
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--quick", action="store_true", help="150 latency / 300 throughput")
-    args = parser.parse_args()
-    if args.quick:
-        args.n_latency, args.n_throughput = 150, 300
-    backends = [b for b in args.backends.split(",") if b]
-    run = prepare_run(Path(args.run), backends)
-    lat, tp = texts(args.n_latency), texts(args.n_throughput)
-    machine = f"{os.cpu_count()} CPU cores ({platform.machine()}), shared with other jobs"
-    result: dict = {"run": str(args.run), "machine": machine, "quick": args.quick}
-    result["pipeline"] = bench_pipeline(run / "model", lat, tp)
+def compare(run: Path, backends: list[str], lat, tp, clients: int, threads: int | None) -> dict:
+    """Pipeline and each serve backend, all with the same intra-op thread count."""
+    import torch
+
+    default = torch.get_num_threads()
+    torch.set_num_threads(threads or default)
+    result: dict = {"pipeline": bench_pipeline(run / "model", lat, tp)}
+    torch.set_num_threads(default)
     for backend in backends:
-        served = bench_serve(run, backend, lat, tp, args.clients)
+        served = bench_serve(run, backend, lat, tp, clients, threads)
         served["p50_vs_pipeline"] = round(served["p50_ms"] / result["pipeline"]["p50_ms"], 3)
         served["p99_vs_pipeline"] = round(served["p99_ms"] / result["pipeline"]["p99_ms"], 3)
         served["throughput_vs_pipeline"] = round(
@@ -191,6 +183,39 @@ def main() -> None:
         served["meets_p50_target"] = served["p50_vs_pipeline"] <= 0.5
         served["meets_throughput_target"] = served["throughput_vs_pipeline"] >= 3
         result[f"serve_{backend}"] = served
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run", default=str(ROOT / "runs" / "banking77"))
+    parser.add_argument("--backends", default="torch,onnx")
+    parser.add_argument("--n-latency", type=int, default=500)
+    parser.add_argument("--n-throughput", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument(
+        "--threads",
+        default="default,1",
+        help="intra-op thread counts to compare at, for both sides alike",
+    )
+    parser.add_argument("--quick", action="store_true", help="150 latency / 300 throughput")
+    args = parser.parse_args()
+    if args.quick:
+        args.n_latency, args.n_throughput = 150, 300
+    backends = [b for b in args.backends.split(",") if b]
+    run = prepare_run(Path(args.run), backends)
+    lat, tp = texts(args.n_latency), texts(args.n_throughput)
+    machine = f"{os.cpu_count()} CPU cores ({platform.machine()}), shared with other jobs"
+    result: dict = {
+        "run": str(args.run),
+        "machine": machine,
+        "quick": args.quick,
+        "n_latency": args.n_latency,
+        "n_throughput": args.n_throughput,
+    }
+    for threads in [None if t == "default" else int(t) for t in args.threads.split(",")]:
+        name = f"threads_{threads or 'default'}"
+        result[name] = compare(run, backends, lat, tp, args.clients, threads)
     shutil.rmtree(run.parent, ignore_errors=True)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.with_name("serve_latency_quick.json" if args.quick else OUT.name).write_text(

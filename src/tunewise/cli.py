@@ -193,7 +193,7 @@ def _serve(a: argparse.Namespace) -> None:
 
     limits = Limits(max_text_chars=a.max_text_chars, max_batch=a.max_batch,
                     max_wait_ms=a.max_wait_ms)
-    serve(a.run_dir, a.host, a.port, a.feedback_db, a.backend, a.api_token, limits)
+    serve(a.run_dir, a.host, a.port, a.feedback_db, a.backend, a.api_token, limits, a.threads)
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:
@@ -209,6 +209,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-batch", type=int, default=32, help="most texts per forward pass")
     p.add_argument("--max-wait-ms", type=float, default=0.0,
                    help="wait this long for more requests before a forward pass")
+    p.add_argument("--threads", type=int, help="intra-op threads for the model (default: all)")
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:

@@ -144,15 +144,20 @@ def _count(row, gen: TorchGenerator) -> int:
     return int((row != pad).sum()) if pad is not None else len(row)
 
 
-def load_predictor(run_dir: Path, backend: str = "torch") -> Any:
+def load_predictor(run_dir: Path, backend: str = "torch", threads: int | None = None) -> Any:
     """The serving model of a run: `predict(texts, top_k)` and `labels` for classifiers,
-    `generate(prompts, max_new_tokens)` for causal LMs. Checks the run before loading weights."""
+    `generate(prompts, max_new_tokens)` for causal LMs. Checks the run before loading weights.
+
+    `threads` caps intra-op threads (torch and ONNX Runtime); on a busy machine one thread per
+    server often beats two that wait on each other."""
     import torch
 
     task, cfg = run_task(Path(run_dir))
     if backend not in ("torch", "onnx"):
         raise InputError([Problem("serve", None, "--backend", f"got {backend!r}", "torch|onnx")])
     torch.set_grad_enabled(False)
+    if threads:
+        torch.set_num_threads(threads)
     if task == "causal_lm":
         if backend == "onnx":
             raise InputError(
@@ -162,5 +167,5 @@ def load_predictor(run_dir: Path, backend: str = "torch") -> Any:
     if backend == "onnx":
         from tunewise.serving.onnx_backend import OnnxPredictor
 
-        return OnnxPredictor(Path(run_dir))
+        return OnnxPredictor(Path(run_dir), threads=threads) if threads else OnnxPredictor(run_dir)
     return TorchClassifier(Path(run_dir), cfg)

@@ -62,6 +62,7 @@ def build_app(
     backend: str = "torch",
     token: str | None = None,
     limits: Limits | None = None,
+    threads: int | None = None,
 ):
     """The app for a run: its predictor and its feedback store (default RUN_DIR/feedback.db)."""
     from tunewise.feedback.store import open_store
@@ -69,7 +70,7 @@ def build_app(
 
     run_task(Path(run_dir))  # a bad run directory fails before the store is created
     store = open_store(feedback_db, Path(run_dir))
-    return create_app(load_predictor(Path(run_dir), backend), store, limits, token)
+    return create_app(load_predictor(Path(run_dir), backend, threads), store, limits, token)
 
 
 def serve(
@@ -80,12 +81,13 @@ def serve(
     backend: str = "torch",
     api_token: str | None = None,
     limits: Limits | None = None,
+    threads: int | None = None,
 ) -> None:
     """Serve RUN_DIR's model until interrupted; see the module docstring."""
     import uvicorn
 
     token = check_access(host, port, api_token)
-    app = build_app(Path(run_dir), feedback_db, backend, token, limits)
+    app = build_app(Path(run_dir), feedback_db, backend, token, limits, threads)
     print(f"serving {run_dir} on http://{host}:{port}/ (docs: /docs, metrics: /metrics)")
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 
