@@ -35,13 +35,22 @@ def classifier_run(root: Path) -> Path:
     return root
 
 
-def llama_run(root: Path) -> Path:
-    """root/config.yaml (task: causal_lm) and root/model/ with a random 2-layer Llama."""
+CHAT = (
+    "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def llama_run(root: Path, chat: bool = False) -> Path:
+    """root/config.yaml (task: causal_lm) and root/model/ with a random 2-layer Llama; `chat`
+    gives its tokenizer a chat template."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
     tok = _tokenizer()
+    if chat:
+        tok.chat_template = CHAT
     config = LlamaConfig(
         vocab_size=len(tok),
         hidden_size=16,

@@ -182,3 +182,20 @@ def test_generate_with_a_tiny_llama(tmp_path):
     model = load_predictor(run)
     once = model.generate(["hello there"], 4)[0]["text"]
     assert once == model.generate(["hello there"], 4)[0]["text"]  # greedy: deterministic
+    assert model.render("hello there") == "hello there"
+
+
+def test_generate_uses_the_chat_template_the_run_was_trained_with(tmp_path):
+    model = load_predictor(llama_run(tmp_path / "chat", chat=True))
+    assert model.render("where is my card") == "<|user|>where is my card\n<|assistant|>"
+    (out,) = model.generate(["where is my card"], 3)
+    assert isinstance(out["text"], str) and out["tokens"] <= 3
+
+
+def test_predict_replays_an_idempotency_key(server):
+    key = {"Idempotency-Key": "predict-1"}
+    first = requests.post(f"{server}/predict", json={"text": "lost card"}, headers=key).json()
+    again = requests.post(f"{server}/predict", json={"text": "lost card"}, headers=key).json()
+    assert first == again  # the same request_id: the first answer, not a new prediction
+    other = requests.post(f"{server}/predict", json={"text": "refund"}, headers=key)
+    assert other.status_code == 422

@@ -91,7 +91,11 @@ def _prediction(labels: list[str], scores: list[float], ids: list[int]) -> dict:
 
 
 class TorchGenerator:
-    """A causal LM (the `causal_lm` task): greedy generation, prompts left-padded in one batch."""
+    """A causal LM (the `causal_lm` task): greedy generation, prompts left-padded in one batch.
+
+    When the tokenizer has a chat template (as SFT runs train with), each prompt is sent as one
+    user turn followed by the assistant's generation prompt, the way training rendered it.
+    """
 
     def __init__(self, run_dir: Path, cfg: dict[str, Any]):
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -116,8 +120,14 @@ class TorchGenerator:
 
         if not prompts:
             return []
+        templated = bool(getattr(self.tokenizer, "chat_template", None))
         batch = self.tokenizer(
-            prompts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+            [self.render(p) for p in prompts],
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+            add_special_tokens=not templated,  # the template writes its own BOS
         )
         with self._lock, torch.inference_mode():
             out = self.model.generate(
@@ -132,6 +142,14 @@ class TorchGenerator:
         return [
             {"text": decode(r, skip_special_tokens=True), "tokens": _count(r, self)} for r in new
         ]
+
+    def render(self, prompt: str) -> str:
+        if not getattr(self.tokenizer, "chat_template", None):
+            return prompt
+        out = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
+        return out if isinstance(out, str) else str(out)
 
     def predict(self, texts: list[str], top_k: int = 5) -> list[dict]:
         raise InputError(
