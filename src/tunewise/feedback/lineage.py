@@ -114,6 +114,7 @@ def ensure_base(run_dir: Path, cfg, doc: dict) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     if (run_dir / "prepare.json").exists():  # the run prepared its data: so does version 0
         splits = prepare_splits(cfg, splits, folder)
+    assert splits.test is not None
     cols = (cfg.data.text_col, cfg.data.label_col)
     sources = [p for p in (cfg.data.train, cfg.data.validation, cfg.data.test) if p]
     base = {

@@ -175,7 +175,14 @@ def _intake_summary(rows, rejected, to_train, feedback_test) -> dict:
     }
 
 
-def _write_version(folder, parent, train, to_train, feedback_test, cols) -> dict:
+def _write_version(
+    folder: Path,
+    parent: dict,
+    train: Examples,
+    to_train: list,
+    feedback_test: list,
+    cols: tuple[str, str],
+) -> dict:
     """train.csv = the parent's rows + the new ones; validation stays the parent's."""
     added = intake.rows_to_examples(to_train, "added")
     merged = Examples(
