@@ -146,8 +146,8 @@ def enable(model: nn.Module) -> nn.Module:
             return original(*args, **kwargs)
         return packed_forward(model, *args, seq_ids=seq_ids, starts=starts, **kwargs)
 
-    model.forward = forward
-    model._tunewise_packed = True
+    model.forward = forward  # type: ignore[method-assign]
+    object.__setattr__(model, "_tunewise_packed", True)  # a flag, not a module or tensor
     return model
 
 
