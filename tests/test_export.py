@@ -94,3 +94,15 @@ def test_bad_requests_exit_2_before_loading(tmp_path, run_dir, capsys):
     assert main(["export", str(tmp_path), "--format", "onnx"]) == 2
     err = capsys.readouterr().err
     assert "--format" in err and "model.safetensors" in err
+
+
+def test_serve_backends_agree(run_dir):
+    from tunewise.serving.predictor import load_predictor
+
+    export(run_dir)
+    torch_side = load_predictor(run_dir, "torch").predict(TEXTS, top_k=3)
+    onnx_side = load_predictor(run_dir, "onnx").predict(TEXTS, top_k=3)
+    for a, b in zip(torch_side, onnx_side, strict=True):
+        assert a["label"] == b["label"] and a["score"] == pytest.approx(b["score"], abs=1e-4)
+        scores = {x["label"]: x["score"] for x in b["top_k"]}
+        assert all(scores[x["label"]] == pytest.approx(x["score"], abs=1e-4) for x in a["top_k"])
