@@ -71,23 +71,18 @@ class Checkpoints:
         """Refuse before training when `keep` + best + one being written cannot fit."""
         per = estimate_bytes(model)
         need = per * (self.keep + 2)
+        if not self.writer:
+            return need
         self.root.mkdir(parents=True, exist_ok=True)
-        have = sum(f.stat().st_size for f in self.root.rglob("*") if f.is_file())
+        have = sum(f.stat().st_size for f in self.root.rglob("*") if f.is_file())  # replaced
         free = shutil.disk_usage(self.root).free
-        if self.writer and free + have < need:
-            raise InputError(
-                [
-                    Problem(
-                        str(self.root),
-                        None,
-                        "train.keep_checkpoints",
-                        f"checkpoints need about {need:,} bytes ({self.keep} kept + best + one "
-                        f"being written, {per:,} each); {free:,} bytes free",
-                        f"free {need - free - have:,} bytes, lower train.keep_checkpoints, or "
-                        "point output_dir at a larger disk",
-                    )
-                ]
-            )
+        if free + have < need:
+            message = (f"checkpoints need about {need:,} bytes ({self.keep} kept + best + one "
+                       f"being written, {per:,} each); {free:,} bytes free")  # fmt: skip
+            fix = (f"free {need - free - have:,} bytes, lower train.keep_checkpoints, or point "
+                   "output_dir at a larger disk")  # fmt: skip
+            where = (str(self.root), None, "train.keep_checkpoints")
+            raise InputError([Problem(*where, message, fix)])
         return need
 
     def save(self, parts: dict[str, Any], state: Any, stopper: Any, window: tuple) -> Path | None:
