@@ -272,3 +272,21 @@ def test_refine_usage_errors_exit_2(toy_run, tmp_path, capsys):
     assert main(["refine", str(tmp_path), "--tolerance", "2"]) == 2
     err = capsys.readouterr().err
     assert "missing.csv" in err and "feedback" in err and "--tolerance" in err
+
+
+def test_a_second_refinement_builds_on_the_promoted_version(toy_run, tmp_path):
+    first = write_csv(
+        tmp_path / "a.csv", [(f"{t} first {i}", lab) for i in range(3) for lab, t in WORDS.items()]
+    )
+    second = write_csv(
+        tmp_path / "b.csv", [(f"{t} second {i}", lab) for i in range(3) for lab, t in WORDS.items()]
+    )
+    assert refine(toy_run, data=[str(first)], tolerance=0.99)["decision"]["promoted"]
+    again = refine(toy_run, data=[str(first), str(second)], tolerance=0.99)
+    assert again["parent"] == 1 and again["intake"]["added_to_train"] == 9
+    assert again["intake"]["rejected"] == {"duplicate": 9}  # the first file is already in v1
+    doc = json.loads((toy_run / "lineage.json").read_text())
+    v1, v2 = doc["versions"][1:]
+    assert doc["current"] == 2 and v2["data"]["train"]["rows"] == v1["data"]["train"]["rows"] + 9
+    assert sha256_file(toy_run / "model" / "model.safetensors") == v2["model"]["sha256"]
+    assert sha256_file(Path(v1["model"]["path"]) / "model.safetensors") == v1["model"]["sha256"]
