@@ -70,8 +70,11 @@ def test_predict_gives_label_probabilities_top_k_and_request_id(server, predicto
 def test_concurrent_requests_share_forward_passes(predictor, run_dir):
     slow = SlowCounting(predictor)
     texts = [f"message number {i} about my card" for i in range(16)]
-    with background(create_app(slow, None)) as url, ThreadPoolExecutor(16) as pool:
+    app = create_app(slow, None)
+    with background(app) as url, ThreadPoolExecutor(16) as pool:
         answers = list(pool.map(lambda t: requests.post(f"{url}/predict", json={"text": t}), texts))
+        assert requests.post(f"{url}/predict", json={"text": ""}).status_code == 422
+    assert app.state.service.arrivals() == 0  # every accepted request was accounted for
     assert all(a.status_code == 200 for a in answers)
     assert sum(slow.calls) == 16 and len(slow.calls) < 16 and max(slow.calls) > 1
     expected = predictor.predict(texts)
@@ -94,6 +97,25 @@ def test_micro_batcher_gathers_queued_items_into_one_call():
 
     assert asyncio.run(go()) == [2 * i for i in range(10)]
     assert max(len(c) for c in calls) == 4 and sum(len(c) for c in calls) == 10
+
+
+def test_the_batcher_waits_briefly_for_requests_on_their_way():
+    calls: list[list[int]] = []
+    on_the_way = [1]
+
+    def identity(items):
+        calls.append(list(items))
+        return items
+
+    async def go():
+        batcher = MicroBatcher(identity, arriving=lambda: on_the_way[0], arrival_wait_ms=500)
+        first = asyncio.ensure_future(batcher.submit(1))
+        await asyncio.sleep(0.05)  # the batch would have left by now without the arrival count
+        on_the_way[0] = 0
+        second = asyncio.ensure_future(batcher.submit(2))
+        return await first, await second
+
+    assert asyncio.run(go()) == (1, 2) and calls == [[1, 2]]
 
 
 def test_limits_give_clear_4xx(server):

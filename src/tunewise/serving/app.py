@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from tunewise.errors import InputError
 from tunewise.feedback.store import FeedbackStore, IdempotencyConflict
 from tunewise.serving.batching import MicroBatcher
 from tunewise.serving.metrics import Metrics
+from tunewise.serving.middleware import Arrivals, RequestMiddleware, queued
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def _digest(body: BaseModel) -> str:
 
 def _error(status: int, detail: Any, request: Request) -> JSONResponse:
     rid = getattr(request.state, "request_id", uuid.uuid4().hex)
-    return JSONResponse({"detail": detail, "request_id": rid}, status, {"X-Request-ID": rid})
+    return JSONResponse({"detail": detail, "request_id": rid}, status)  # header: middleware
 
 
 class Service:
@@ -103,8 +103,13 @@ class Service:
         self.labels: list[str] = list(getattr(predictor, "labels", []))
         self.metrics = Metrics()
         self.recent, self.answers = _Recent(), _Recent()
+        self.arrivals = Arrivals()
         self.batcher = MicroBatcher(
-            self._predict_batch, limits.max_batch, limits.max_wait_ms, self.metrics.batch
+            self._predict_batch,
+            limits.max_batch,
+            limits.max_wait_ms,
+            self.metrics.batch,
+            arriving=self.arrivals,
         )
 
     def _predict_batch(self, items: list[tuple[str, int]]) -> list[dict]:
@@ -171,24 +176,7 @@ def create_app(
 
 
 def _middleware(app: FastAPI, svc: Service) -> None:
-    @app.middleware("http")
-    async def request_id_limits_metrics(request: Request, call_next):
-        request.state.request_id = rid = uuid.uuid4().hex
-        start = time.perf_counter()
-        if request.method == "POST":
-            size = request.headers.get("content-length")
-            if size is None:
-                response = _error(411, "send a Content-Length header", request)
-            elif int(size) > svc.limits.max_body_bytes:
-                limit = svc.limits.max_body_bytes
-                response = _error(413, f"body is {size} bytes; the limit is {limit}", request)
-            else:
-                response = await call_next(request)
-        else:
-            response = await call_next(request)
-        response.headers["X-Request-ID"] = rid
-        svc.metrics.observe(request.url.path, request.method, response.status_code, start)
-        return response
+    app.add_middleware(RequestMiddleware, svc=svc)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
@@ -237,6 +225,7 @@ def _routes(app: FastAPI, svc: Service) -> None:
             return seen
         texts = svc.check_texts(body.text, body.texts, "text")
         rid = request.state.request_id
+        queued(request.state, svc.arrivals)
         preds = await _gather(svc, texts, body.top_k)
         svc.recent.put(rid, (texts[0], preds[0]["label"]))
         answer = (

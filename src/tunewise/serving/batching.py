@@ -4,7 +4,8 @@ Requests wait in an asyncio queue; one worker takes the first, adds whatever els
 queued (up to `max_batch`, optionally waiting `max_wait_ms` for more), and runs the model once in
 a single inference thread, so the event loop keeps accepting requests meanwhile. Under no load a
 request runs alone at once (no added latency); under load, requests that arrive during a forward
-pass form the next batch.
+pass form the next batch. Requests already accepted but still being parsed (`arriving`) are
+waited for, up to `arrival_wait_ms`, so a batch does not leave just before they join it.
 
     batcher = MicroBatcher(lambda texts: predictor.predict(texts, 5), max_batch=32)
     result = await batcher.submit("my card is lost")
@@ -28,12 +29,16 @@ class MicroBatcher:
         max_wait_ms: float = 0.0,
         on_batch: Callable[[int], None] | None = None,
         executor: ThreadPoolExecutor | None = None,
+        arriving: Callable[[], int] | None = None,
+        arrival_wait_ms: float = 2.0,
     ):
         self.fn = fn
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
         self.on_batch = on_batch
         self.executor = executor or ThreadPoolExecutor(1, thread_name_prefix="tunewise-infer")
+        self.arriving = arriving or (lambda: 0)
+        self.arrival_wait = arrival_wait_ms / 1000
         self._queue: asyncio.Queue | None = None
         self._worker: asyncio.Task | None = None
 
@@ -50,12 +55,14 @@ class MicroBatcher:
     async def _gather(self, queue: asyncio.Queue) -> list[tuple[Any, asyncio.Future]]:
         batch = [await queue.get()]
         loop = asyncio.get_running_loop()
+        batch_start = loop.time()
         deadline = loop.time() + self.max_wait
         while len(batch) < self.max_batch:
             if not queue.empty():
                 batch.append(queue.get_nowait())
                 continue
-            left = deadline - loop.time()
+            wait = self.arrival_wait if self.arriving() > 0 else 0.0  # requests on their way
+            left = max(deadline, batch_start + wait) - loop.time()
             if left <= 0:
                 break
             try:
