@@ -56,16 +56,20 @@ def bench_pipeline(model: Path, lat_texts: list[str], tp_texts: list[str]) -> di
     pipe = transformers.pipeline("text-classification", model=str(model), device="cpu")
     for t in lat_texts[:20]:
         pipe(t)
-    times = []
+    times, labels = [], []
     for t in lat_texts:
         start = time.perf_counter()
-        pipe(t)
+        labels.append(pipe(t)[0]["label"])
         times.append(time.perf_counter() - start)
     start = time.perf_counter()
     for t in tp_texts:
         pipe(t)
     elapsed = time.perf_counter() - start
-    return {**percentiles(times), "throughput_rps": round(len(tp_texts) / elapsed, 1)}
+    return {
+        **percentiles(times),
+        "throughput_rps": round(len(tp_texts) / elapsed, 1),
+        "labels": labels,
+    }
 
 
 def start_server(run: Path, backend: str, threads: int | None) -> tuple[subprocess.Popen, str]:
@@ -103,12 +107,14 @@ def sequential(base: str, lat_texts: list[str]) -> dict:
     session = requests.Session()
     for t in lat_texts[:20]:
         session.post(f"{base}/predict", json={"text": t}).raise_for_status()
-    times = []
+    times, labels = [], []
     for t in lat_texts:
         start = time.perf_counter()
-        session.post(f"{base}/predict", json={"text": t}).raise_for_status()
+        r = session.post(f"{base}/predict", json={"text": t})
         times.append(time.perf_counter() - start)
-    return percentiles(times)
+        r.raise_for_status()
+        labels.append(r.json()["label"])
+    return {**percentiles(times), "labels": labels}
 
 
 async def _concurrent(base: str, tp_texts: list[str], clients: int) -> float:
@@ -152,29 +158,37 @@ def bench_serve(run: Path, backend: str, lat_texts, tp_texts, clients: int, thre
         proc.wait()
 
 
-def prepare_run(source: Path, backends: list[str]) -> Path:
-    run = Path(tempfile.mkdtemp(prefix="serve-bench-")) / source.name
-    shutil.copytree(source / "model", run / "model")
-    shutil.copy(source / "config.yaml", run / "config.yaml")
-    if "onnx" in backends:
-        subprocess.run(
-            [sys.executable, "-m", "tunewise", "export", str(run), "--format", "onnx"],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-    return run
+def prepare_runs(source: Path, backends: list[str]) -> dict[str, Path]:
+    """A copy of the run per backend: torch as is, onnx exported fp32, onnx-int8 quantised."""
+    root = Path(tempfile.mkdtemp(prefix="serve-bench-"))
+    runs = {}
+    for backend in ["torch", *backends]:
+        run = root / backend
+        if run.exists():
+            continue
+        shutil.copytree(source / "model", run / "model")
+        shutil.copy(source / "config.yaml", run / "config.yaml")
+        if backend.startswith("onnx"):
+            cmd = [sys.executable, "-m", "tunewise", "export", str(run), "--format", "onnx"]
+            cmd += ["--quantize", "int8"] if backend == "onnx-int8" else []
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        runs[backend] = run
+    return runs
 
 
-def compare(run: Path, backends: list[str], lat, tp, clients: int, threads: int | None) -> dict:
+def compare(runs: dict[str, Path], lat, tp, clients: int, threads: int | None) -> dict:
     """Pipeline and each serve backend, all with the same intra-op thread count."""
     import torch
 
     default = torch.get_num_threads()
     torch.set_num_threads(threads or default)
-    result: dict = {"pipeline": bench_pipeline(run / "model", lat, tp)}
+    result: dict = {"pipeline": bench_pipeline(runs["torch"] / "model", lat, tp)}
     torch.set_num_threads(default)
-    for backend in backends:
-        served = bench_serve(run, backend, lat, tp, clients, threads)
+    reference = result["pipeline"].pop("labels")
+    for backend, run in runs.items():
+        served = bench_serve(run, backend.split("-")[0], lat, tp, clients, threads)
+        same = sum(a == b for a, b in zip(served.pop("labels"), reference, strict=True))
+        served["label_agreement_with_pipeline"] = round(same / len(reference), 4)
         served["p50_vs_pipeline"] = round(served["p50_ms"] / result["pipeline"]["p50_ms"], 3)
         served["p99_vs_pipeline"] = round(served["p99_ms"] / result["pipeline"]["p99_ms"], 3)
         served["throughput_vs_pipeline"] = round(
@@ -189,7 +203,7 @@ def compare(run: Path, backends: list[str], lat, tp, clients: int, threads: int 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", default=str(ROOT / "runs" / "banking77"))
-    parser.add_argument("--backends", default="torch,onnx")
+    parser.add_argument("--backends", default="torch,onnx,onnx-int8")
     parser.add_argument("--n-latency", type=int, default=500)
     parser.add_argument("--n-throughput", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=16)
@@ -203,7 +217,7 @@ def main() -> None:
     if args.quick:
         args.n_latency, args.n_throughput = 150, 300
     backends = [b for b in args.backends.split(",") if b]
-    run = prepare_run(Path(args.run), backends)
+    runs = prepare_runs(Path(args.run), backends)
     lat, tp = texts(args.n_latency), texts(args.n_throughput)
     machine = f"{os.cpu_count()} CPU cores ({platform.machine()}), shared with other jobs"
     result: dict = {
@@ -215,8 +229,8 @@ def main() -> None:
     }
     for threads in [None if t == "default" else int(t) for t in args.threads.split(",")]:
         name = f"threads_{threads or 'default'}"
-        result[name] = compare(run, backends, lat, tp, args.clients, threads)
-    shutil.rmtree(run.parent, ignore_errors=True)
+        result[name] = compare(runs, lat, tp, args.clients, threads)
+    shutil.rmtree(runs["torch"].parent, ignore_errors=True)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.with_name("serve_latency_quick.json" if args.quick else OUT.name).write_text(
         json.dumps(result, indent=1)
