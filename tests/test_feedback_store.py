@@ -170,7 +170,7 @@ def _kill_restart_check(run_dir: Path, url: str | None) -> None:
     n_keys = 300
     proc, base = _start(run_dir, url)
     acked = _post_until_killed(proc, base, n_keys, total=450, kill_after=200)
-    assert len(acked) >= 200
+    assert 200 <= len(acked) < n_keys  # killed mid-stream: some keys never got an answer
     proc, base = _start(run_dir, url)
     try:
         rows = read_feedback(url or run_dir)
