@@ -4,13 +4,14 @@ memorisation.
     flock /tmp/tunewise-heavy.lock .venv/bin/python bench/sft_cucom.py [--quick]
 
 Runs `tunewise run configs/cucom_sft.yaml` (LoRA r=16 on all linear layers, loss on agent turns,
-packed 512-token rows, bf16 autocast where the CPU has it) with a fixed step budget, then reads
+packed 256-token rows, bf16 autocast where the CPU has it) with a fixed step budget, then reads
 the run's metrics.json: training tokens/s, untuned vs tuned ROUGE-L / BLEU / chrF on held-out
 dialogues with paired bootstrap CIs and the randomization p-value, assistant-token perplexity,
 forgetting (perplexity on Alpaca-Libre and Self-Instruct before vs after), and the canary
-exposure table (secrets planted 1, 4 and 16 times). Full: 500 training dialogues, 60 steps of
-8 rows, 100 held-out prompts. `--quick`: 120 dialogues, 16 steps, 30 prompts. Prints one JSON
-object as its last line and writes bench/results/sft_cucom.json (sft_cucom_quick.json).
+exposure table (secrets planted 1, 4 and 16 times). Full: 500 training dialogues, 20 steps of
+8 rows of 256 tokens, 60 held-out prompts. `--quick`: 120 dialogues, 8 steps, 30 prompts.
+Prints one JSON object as its last line and writes bench/results/sft_cucom.json
+(sft_cucom_quick.json).
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-FULL = ["data.max_rows=500", "train.max_steps=60", "sft.eval_rows=100", "sft.test_rows=100"]
+FULL: list[str] = []  # the config as shipped: 500 dialogues, 20 steps of 8 rows, 60 prompts
 QUICK = [
     "data.max_rows=120",
-    "train.max_steps=16",
-    "train.eval_every=8",
+    "train.max_steps=8",
+    "train.eval_every=4",
     "sft.eval_rows=30",
     "sft.test_rows=30",
     "sft.forgetting_rows=40",
