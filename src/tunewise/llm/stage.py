@@ -92,7 +92,10 @@ def start_sft_run(cfg: RunConfig, splits: dict[str, Any]) -> tuple[RunConfig, Pa
 
     if splits["held_out"] or splits.get("redacted"):
         data = cfg.run_dir() / "data"
-        paths = {"train": str(data / "train.jsonl"), "test": str(data / "test.jsonl")}
+        paths: dict[str, Any] = {
+            "train": str(data / "train.jsonl"),
+            "test": str(data / "test.jsonl"),
+        }
         _write_jsonl(data / "train.jsonl", splits["all_train"])
         _write_jsonl(data / "test.jsonl", splits["test"])
         if cfg.data.validation:
@@ -213,7 +216,7 @@ def train_sft(cfg: RunConfig, splits: dict[str, Any], run_dir: Path, tokenizer, 
     total = t.max_steps or t.epochs * -(-len(data) // (t.batch_size * t.grad_accum))
     state = fit(
         model,
-        data,
+        data,  # type: ignore[arg-type]  # fit needs len(), lengths() and collate_fn
         _validation(val, cfg.eval.batch_size // 4 or 1, bf16),
         t,
         seed=cfg.seed,
@@ -223,7 +226,7 @@ def train_sft(cfg: RunConfig, splits: dict[str, Any], run_dir: Path, tokenizer, 
     )
     tokens = int(data.lengths().sum()) * state.samples / max(len(data), 1)
     model.config.use_cache = True
-    merged = recipe.save_trained(model, tokenizer, run_dir)
+    merged: Any = recipe.save_trained(model, tokenizer, run_dir)
     merged.generation_config.pad_token_id = tokenizer.pad_token_id
     merged.generation_config.save_pretrained(run_dir / "model")
     summary = {

@@ -16,6 +16,7 @@ is dropped and counted instead.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -99,7 +100,7 @@ def encode_conversations(
     """Encode every conversation and apply the over-length policy; the report counts each case."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     rows = SFTRows([], [], pad)
-    report = {
+    report: dict[str, Any] = {
         "rows_in": len(convs),
         "over_length": 0,
         "truncated": 0,
