@@ -309,6 +309,9 @@ def test_end_to_end_run_on_tiny_llama(sft_setup):
     assert out[0]["generated_text"][-1]["role"] == "assistant"
     html = (run_dir / "report.html").read_text()
     assert "Side-by-side generations" in html and "planted canaries" in html
+    again = tunewise.evaluate(run_dir)  # `tunewise evaluate RUN_DIR`: same prompts, same replies
+    assert again["tuned"]["rougeL"] == pytest.approx(metrics["tuned"]["rougeL"])
+    assert again["delta"]["rougeL"] == pytest.approx(metrics["delta"]["rougeL"])
     doctor = json.loads((run_dir / "doctor.json").read_text())
     assert all(isinstance(f["code"], str) for f in doctor)
 
