@@ -20,6 +20,7 @@ import json
 import os
 import random
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,7 @@ class Checkpoints:
     run_hash: str
     writer: bool = True
     last_: Path | None = None  # the newest checkpoint written by this run
+    seconds_: float = 0.0  # spent writing checkpoints
 
     def due(self, step: int) -> bool:
         return self.every is not None and step % self.every == 0
@@ -103,6 +105,7 @@ class Checkpoints:
             "loss_window": [float(window[0]), int(window[1])],
             "config_hash": self.run_hash,
         }
+        started = time.perf_counter()
         try:
             write_checkpoint(folder, parts, record)
         except OSError as exc:
@@ -111,6 +114,9 @@ class Checkpoints:
             return self.last_
         self.last_ = folder
         prune(self.root, self.keep, state.best_step)
+        seconds = time.perf_counter() - started
+        self.seconds_ += seconds
+        console.log(f"checkpoint {folder.name} written in {seconds:.2f} s")
         return folder
 
 
