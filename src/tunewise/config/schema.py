@@ -126,7 +126,7 @@ class TrainConfig:
     eval_every: int | None = _f(None, ge=1)  # steps between evaluations; None = once per epoch
     log_every: int = _f(20, ge=1)
     group_by_length: bool = True
-    packing: bool = True  # several short rows per sequence, block-diagonal mask (BERT-style heads)
+    packing: bool = False  # short rows share a sequence (block-diagonal mask); slower on CPU here
     loss: str = _f("cross_entropy", choices=LOSSES)
     loss_options: LossConfig = _f(factory=LossConfig)
     average_last: int | None = _f(None, ge=2)  # mean weights of the last N evaluations
