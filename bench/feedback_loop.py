@@ -128,6 +128,33 @@ def experts(selected: Path, truth: dict[str, str]) -> tuple[Path, dict]:
     return out, {"selected": len(rows), "model_wrong_on_selected": wrong}
 
 
+def random_picks(run_dir: Path, rest: list[tuple[str, str]], n: int, data: dict, cfg) -> dict:
+    """The ablation: the same refinement with `n` random pool rows labelled instead of select's."""
+    rng = np.random.default_rng(SEED)
+    picks = [rest[i] for i in rng.choice(len(rest), n, replace=False)]
+    labelled = write(run_dir.parent / "random_labelled.csv", picks)
+    before = run_dir / "model_before"
+    shutil.copytree(run_dir / "model", before)
+    record = refine(run_dir, data=[str(labelled)], tolerance=0.01)
+    after = run_dir / "versions" / f"v{record['version']}" / "candidate" / "model"
+    return {
+        "random_cut_intents_after": cut_intent_scores(run_dir, before, after, data, cfg)["after"],
+        "random_overall_after": record["metrics"]["test"]["candidate"]["accuracy"],
+        "random_picks_model_wrong": sum(
+            1
+            for (t, lab), p in zip(
+                picks, _predicted(before, [t for t, _ in picks], cfg), strict=True
+            )
+            if p != lab
+        ),
+    }
+
+
+def _predicted(model_dir: Path, texts: list[str], cfg) -> list[str]:
+    labels = json.loads((model_dir / "config.json").read_text())["id2label"]
+    return [labels[str(i)] for i in predict_ids(model_dir, texts, cfg)]
+
+
 def cut_intent_scores(run_dir: Path, before: Path, after: Path, data: dict, cfg) -> dict:
     """Accuracy on the test rows of the five cut intents, before vs after, paired."""
     test, _ = read_examples(data["test"], "text", "category")
@@ -220,6 +247,7 @@ def main() -> None:
     labelled, picked = experts(chosen, dict(rest))
     before = work / "model_before"
     shutil.copytree(run_dir / "model", before)
+    random_run = Path(shutil.copytree(run_dir, work / "random_picks"))  # same run, same feedback
     record = refine(run_dir, data=[str(labelled)], tolerance=0.01)
     after = (
         run_dir / "model"
@@ -253,6 +281,9 @@ def main() -> None:
         "decision": record["decision"],
         "seconds": {"first_training": round(trained - started, 1)},
     }
+    result["select_vs_random"] = random_picks(random_run, rest, size["select"], data, cfg)
+    result["select_vs_random"]["select_cut_intents_after"] = result["cut_intents_test"]["after"]
+    result["select_vs_random"]["select_overall_after"] = test["candidate"]["accuracy"]
     result["onnx"] = onnx_check(run_dir, data, cfg)
     result["seconds"]["total"] = round(time.perf_counter() - started, 1)
     result["torch_threads"] = torch.get_num_threads()
