@@ -138,20 +138,25 @@ async def _concurrent(base: str, tp_texts: list[str], clients: int) -> float:
         return time.perf_counter() - start
 
 
-def mean_batch(base: str) -> float:
+def batch_totals(base: str) -> tuple[float, float]:
+    """(texts, forward passes) so far, from the server's /metrics."""
     lines = requests.get(f"{base}/metrics").text.splitlines()
     value = {ln.split()[0]: float(ln.split()[1]) for ln in lines if ln.startswith("tunewise_batch")}
-    return round(value["tunewise_batch_size_sum"] / value["tunewise_batch_size_count"], 2)
+    return value.get("tunewise_batch_size_sum", 0.0), value.get("tunewise_batch_size_count", 0.0)
 
 
 def bench_serve(run: Path, backend: str, lat_texts, tp_texts, clients: int, threads) -> dict:
     proc, base = start_server(run, backend, threads)
     try:
         result = sequential(base, lat_texts)
+        texts_before, passes_before = batch_totals(base)
         elapsed = asyncio.run(_concurrent(base, tp_texts, clients))
+        texts_after, passes_after = batch_totals(base)
         result["throughput_rps"] = round(len(tp_texts) / elapsed, 1)
         result["clients"] = clients
-        result["mean_batch"] = mean_batch(base)
+        # texts per forward pass under the 16 clients (their warm-up round included)
+        passes = max(passes_after - passes_before, 1)
+        result["mean_batch_concurrent"] = round((texts_after - texts_before) / passes, 2)
         return result
     finally:
         proc.kill()
