@@ -41,12 +41,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a reduced run, a few minutes")
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench"), help="output_dir")
+    parser.add_argument("--steps", type=int, help="another step budget (61 = one epoch)")
     args = parser.parse_args()
     torch.set_num_threads(2)  # the target machine: 2 cores
     import tunewise
 
     name = "sft_cucom_quick" if args.quick else "sft_cucom"
-    overrides = [*(QUICK if args.quick else FULL), f"output_dir={args.out}", f"name={name}"]
+    overrides = [*(QUICK if args.quick else FULL), f"output_dir={args.out}"]
+    if args.steps:
+        name += f"_{args.steps}steps"
+        overrides += [
+            f"train.max_steps={args.steps}",
+            f"train.eval_every={max(args.steps // 3, 1)}",
+        ]
+    overrides.append(f"name={name}")
     started = time.perf_counter()
     m = tunewise.run(ROOT / "configs" / "cucom_sft.yaml", overrides)
     seconds = time.perf_counter() - started
