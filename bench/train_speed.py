@@ -8,6 +8,7 @@ seed 13) and number of optimizer steps for every run:
   B  Trainer at its best on CPU (bf16=True, use_cpu=True, group_by_length, pre-tokenised)
   C  `tunewise train` defaults (bf16 autocast, length grouping, fused AdamW, streamed validation)
   CP `tunewise train` with train.packing=true (random batches, several rows per sequence)
+  CF `tunewise train` with train.precision=fp32 (not run by default: separates bf16's effect)
 
 Each run is a fresh subprocess (honest peak RSS); runs are interleaved A, B, C, CP per repeat.
 samples/s is steady state: from the end of step 1 to the end of the last step, so one-off
@@ -41,7 +42,7 @@ os.environ.setdefault("TUNEWISE_DATA_DIR", str(ROOT.parent / "shared" / "data"))
 
 RUNS = ("A", "B", "C", "CP")
 QUICK_STEPS = 120
-SEED = 13
+SEED = int(os.environ.get("TRAIN_SPEED_SEED", "13"))  # the worker's --seed
 
 
 def matmul_flops(size: int = 2048, seconds: float = 1.0) -> float:
@@ -171,7 +172,7 @@ def run_trainer(kind: str, steps: int) -> dict:
 
 
 def run_tunewise(kind: str, steps: int) -> dict:
-    """C (defaults) or CP (packing on): `tunewise.train`, instrumented from outside only."""
+    """C (defaults), CP (packing on), CF (fp32): `tunewise.train`, instrumented from outside."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
@@ -180,7 +181,7 @@ def run_tunewise(kind: str, steps: int) -> dict:
     from tunewise.training import packing
 
     cfg, _, out = _setup(steps)
-    overrides = [] if kind == "C" else ["train.packing=true"]
+    overrides = {"C": [], "CP": ["train.packing=true"], "CF": ["train.precision=fp32"]}[kind]
     tokens, clock = Tokens(), StepClock()
     plain, packed, fit = packing.collate, packing.pack_collate, pipeline.fit
 
@@ -205,7 +206,8 @@ def run_tunewise(kind: str, steps: int) -> dict:
     cfg, splits, _ = _setup(steps)
     tok = load_tokenizer(cfg.model.name)
     model = AutoModelForSequenceClassification.from_pretrained(run_dir / "model")
-    return _summary(kind, clock, tokens, model, cfg, splits, tok, wall, "auto (bf16)")
+    precision = "fp32" if kind == "CF" else "auto (bf16)"
+    return _summary(kind, clock, tokens, model, cfg, splits, tok, wall, precision)
 
 
 def _summary(kind, clock, tokens, model, cfg, splits, tok, wall, precision) -> dict:
@@ -246,7 +248,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_STEPS} steps per run")
     parser.add_argument("--steps", type=int, help="optimizer steps per run (default: one epoch)")
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--runs", default=",".join(RUNS))
+    parser.add_argument("--runs", default=",".join(RUNS), help="any of A,B,C,CP,CF")
+    parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -259,7 +262,8 @@ def main() -> None:
             result = Path(tempfile.mkstemp(suffix=".json")[1])
             cmd = [sys.executable, __file__, "--worker", kind, "--steps", str(steps),
                    "--result", str(result)]  # fmt: skip
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            env = {**os.environ, "TRAIN_SPEED_SEED": str(args.seed)}
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
             runs.setdefault(kind, []).append(json.loads(result.read_text()))
             print(f"repeat {rep} {kind}: {runs[kind][-1]}", flush=True)
     print(json.dumps(summarise(runs, steps, args)))
@@ -282,7 +286,7 @@ def summarise(runs: dict[str, list[dict]], steps: int, args) -> dict:
 
     m = {k: {key: round(_mean(v, key), 4) for key in v[0] if key not in ("run", "precision")}
          for k, v in runs.items()}  # fmt: skip
-    out: dict = {"steps": steps, "repeats": args.repeats, "batch_size": 32}
+    out: dict = {"steps": steps, "repeats": args.repeats, "batch_size": 32, "seed": args.seed}
     if "A" in m and "C" in m:
         out["speedup_vs_trainer"] = round(m["C"]["samples_per_s"] / m["A"]["samples_per_s"], 3)
         out["accuracy_delta"] = round(100 * (m["C"]["val_accuracy"] - m["A"]["val_accuracy"]), 2)
@@ -305,6 +309,8 @@ def summarise(runs: dict[str, list[dict]], steps: int, args) -> dict:
     out["machine"] = f"{_cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}"
     out["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     name = "train_speed_quick" if args.quick else "train_speed"
+    if args.runs != ",".join(RUNS) or args.seed != 13:
+        name += "_" + args.runs.replace(",", "") + f"_seed{args.seed}"
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
     (ROOT / "bench" / "results" / f"{name}.json").write_text(json.dumps(out, indent=1))
     return out
