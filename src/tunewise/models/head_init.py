@@ -79,10 +79,10 @@ def fit_probe(features: np.ndarray, labels: np.ndarray, n_labels: int, seed: int
 
 
 def init_head_from_probe(
-    model: nn.Module, data: Encoded, *, seed: int, batch_size: int = 128, c: float = PROBE_C
+    model: Any, data: Encoded, *, seed: int, batch_size: int = 128, c: float = PROBE_C
 ) -> dict[str, Any]:
     """Replace the head's weights by a linear probe fitted on `data`; return what was done."""
-    n_labels = model.config.num_labels
+    n_labels = int(model.config.num_labels)
     head = head_layer(model, n_labels)
     features = head_inputs(model, head, data, batch_size)
     y = np.asarray(data.labels)
