@@ -207,7 +207,7 @@ def train_stage(
     def evaluate_validation(m) -> dict[str, float]:  # streamed: memory flat in validation size
         return stream_scores(m, val_data, len(splits.labels), cfg.eval.batch_size, bf16)
 
-    head_init = recipe.init_head(cfg, model, train_data)
+    head_init = recipe.init_head(cfg, model, train_data) if resume_from is None else None
     averager = recipe.checkpoint_average(cfg)
     main = distributed.is_main()  # under DDP only the main process logs and saves
     bar = ProgressBar(_total_steps(cfg, len(train_data)), enabled=console.is_terminal and main)
