@@ -18,6 +18,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 BANKING = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77"
 
 
+@pytest.fixture(autouse=True)
+def _grad_mode_is_left_on():
+    """Library code must not switch autograd off for the whole process (serve once did, and
+    every later training test failed far from the cause): fail the test that leaks it."""
+    yield
+    import torch
+
+    leaked = not torch.is_grad_enabled()
+    torch.set_grad_enabled(True)
+    assert not leaked, "this test left torch's grad mode off for the rest of the process"
+
+
 def tiny_bert(num_labels: int = 3, seed: int = 0):
     import torch
     from transformers import BertConfig, BertForSequenceClassification

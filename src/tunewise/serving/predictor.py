@@ -173,7 +173,6 @@ def load_predictor(run_dir: Path, backend: str = "torch", threads: int | None = 
     task, cfg = run_task(Path(run_dir))
     if backend not in ("torch", "onnx"):
         raise InputError([Problem("serve", None, "--backend", f"got {backend!r}", "torch|onnx")])
-    torch.set_grad_enabled(False)
     if threads:
         torch.set_num_threads(threads)
     if task == "causal_lm":
