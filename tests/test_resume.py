@@ -208,3 +208,13 @@ def test_resume_refuses_a_different_config_before_loading_anything(
     with pytest.raises(InputError, match="different config"):
         train(changed, resume=run_dir)
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == before
+
+
+@pytest.mark.parametrize("change", [{"task": "causal_lm"}, {"train": {"loss": "pairwise_ranking"}}])
+def test_resume_is_refused_where_it_is_not_exact(tmp_path, change):
+    from tunewise.errors import InputError
+    from tunewise.pipeline import train
+
+    cfg = {"name": "r", "output_dir": str(tmp_path), "data": {"train": "t.csv"}, **change}
+    with pytest.raises(InputError, match="--resume"):
+        train(cfg, resume="auto")  # refused before any data or model is read

@@ -96,7 +96,11 @@ def train(
     `resume` (a run directory, or "auto" for this config's) continues from its newest valid
     checkpoint, exactly as if training had never stopped.
     """
-    cfg, resume_from = checkpoint.resume_point(_config(config, overrides), resume)
+    cfg = _config(config, overrides)
+    if resume is not None and (cfg.task == "causal_lm" or cfg.train.loss == "pairwise_ranking"):
+        fix = "start the run again without --resume (exact resume covers classification so far)"
+        raise InputError([Problem("command line", None, "--resume", "not supported here", fix)])
+    cfg, resume_from = checkpoint.resume_point(cfg, resume)
     if cfg.task == "causal_lm":
         from tunewise.llm.stage import train_only
 
