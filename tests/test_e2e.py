@@ -88,9 +88,10 @@ def test_deeper_evaluation_sections(finished_run):
     cal = metrics["calibration"]
     assert 0 <= cal["ece"] <= 1 and len(cal["bins"]) == 15
     assert cal["temperature"] > 0 and 0 <= cal["ece_after_temperature"] <= 1
-    assert cal["validation_size"] == json.loads((finished_run / "training.json").read_text())[
-        "validation"
-    ]["size"]
+    assert (
+        cal["validation_size"]
+        == json.loads((finished_run / "training.json").read_text())["validation"]["size"]
+    )
     tasks = {t["name"]: t for t in metrics["forgetting"]["tasks"]}
     assert set(tasks) == {"trec", "sst2"}, metrics["forgetting"]["skipped"]
     for t in tasks.values():
@@ -158,7 +159,8 @@ def test_report_renders_in_a_real_browser(finished_run, tmp_path):
     with browser_page() as page:
         page.goto((finished_run / "report.html").resolve().as_uri())
         broken = page.evaluate(
-            "[...document.images].filter(i => !i.complete || i.naturalWidth === 0).length")
+            "[...document.images].filter(i => !i.complete || i.naturalWidth === 0).length"
+        )
         count = page.evaluate("document.images.length")
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
         assert page.errors == []

@@ -49,8 +49,11 @@ def test_every_shipped_config_loads_and_names_its_command(path):
 
 def test_known_file_is_downloaded_into_the_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(sources, "CACHE_DIR", tmp_path / "cache")
-    monkeypatch.setattr(sources.urllib.request, "urlopen",
-                        lambda url, timeout: io.BytesIO(b"text,category\nhi,greet\n"))
+    monkeypatch.setattr(
+        sources.urllib.request,
+        "urlopen",
+        lambda url, timeout: io.BytesIO(b"text,category\nhi,greet\n"),
+    )
     got = sources.resolve(tmp_path / "nowhere" / "banking77" / "train.csv", "data.train")
     assert got == tmp_path / "cache" / "banking77" / "train.csv"
     assert got.read_text().startswith("text,category")

@@ -12,7 +12,10 @@ from tunewise.report.track import data_hash, flat, track
 
 def test_flat_joins_keys_with_dots():
     assert flat({"train": {"lr": 0.1, "es": {"patience": 3}}, "tags": [1, 2]}) == {
-        "train.lr": 0.1, "train.es.patience": 3, "tags": "[1, 2]"}
+        "train.lr": 0.1,
+        "train.es.patience": 3,
+        "tags": "[1, 2]",
+    }
 
 
 def test_mlflow_gets_params_step_metrics_final_metrics_tags_and_artifacts(tmp_path):
@@ -35,10 +38,14 @@ def test_mlflow_gets_params_step_metrics_final_metrics_tags_and_artifacts(tmp_pa
 
 def test_wandb_is_used_only_when_installed_and_configured(tmp_path, monkeypatch):
     logged = []
-    fake_run = SimpleNamespace(id="w1", summary={}, log=lambda d, step: logged.append(step),
-                               finish=lambda: None)
-    monkeypatch.setitem(sys.modules, "wandb", SimpleNamespace(
-        init=lambda **kw: fake_run, __spec__=SimpleNamespace()))
+    fake_run = SimpleNamespace(
+        id="w1", summary={}, log=lambda d, step: logged.append(step), finish=lambda: None
+    )
+    monkeypatch.setitem(
+        sys.modules,
+        "wandb",
+        SimpleNamespace(init=lambda **kw: fake_run, __spec__=SimpleNamespace()),
+    )
     monkeypatch.setattr("importlib.util.find_spec", lambda name: object())
     run = make_run(tmp_path)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)

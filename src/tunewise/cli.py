@@ -38,19 +38,33 @@ def _train(a: argparse.Namespace) -> None:
 
 def _train_args(p: argparse.ArgumentParser) -> None:
     _config_args(p)
-    p.add_argument("--nproc", type=int, default=1,
-                   help="data-parallel processes on this machine (DDP through Accelerate: gloo "
-                   "on CPU, NCCL on GPU); the global batch stays train.batch_size")
-    p.add_argument("--resume", metavar="RUN_DIR|auto",
-                   help="continue from the run's newest valid checkpoint, exactly as if never "
-                   "stopped; auto: this config's run directory (a fresh start if it has none)")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="data-parallel processes on this machine (DDP through Accelerate: gloo "
+        "on CPU, NCCL on GPU); the global batch stays train.batch_size",
+    )
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR|auto",
+        help="continue from the run's newest valid checkpoint, exactly as if never "
+        "stopped; auto: this config's run directory (a fresh start if it has none)",
+    )
 
 
 def _tune(a: argparse.Namespace) -> None:
     from tunewise.tuning.search import tune
 
-    options = {"trials": a.trials, "timeout": a.timeout, "sampler": a.sampler,
-               "pruner": a.pruner, "storage": a.storage, "workers": a.workers, "study": a.study}
+    options = {
+        "trials": a.trials,
+        "timeout": a.timeout,
+        "sampler": a.sampler,
+        "pruner": a.pruner,
+        "storage": a.storage,
+        "workers": a.workers,
+        "study": a.study,
+    }
     given = [f"tune.{k}={json.dumps(v)}" for k, v in options.items() if v is not None]
     tune(a.config, [*a.overrides, *given], worker=a.worker)
 
@@ -64,8 +78,11 @@ def _tune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", help="journal file, sqlite:///FILE or postgresql://... URL")
     p.add_argument("--workers", type=int, help="processes on this machine sharing the study")
     p.add_argument("--study", help="study name; an existing study resumes")
-    p.add_argument("--worker", action="store_true",
-                   help="join the study as a worker: run queued trials, write no outputs")
+    p.add_argument(
+        "--worker",
+        action="store_true",
+        help="join the study as a worker: run queued trials, write no outputs",
+    )
 
 
 def _evaluate(a: argparse.Namespace) -> None:
@@ -124,8 +141,11 @@ def _prepare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pii", choices=("redact", "report", "off"), help="override prepare.pii")
     p.add_argument("--text-col", help="text column (default: data.text_col, 'text')")
     p.add_argument("--label-col", help="label column (default: data.label_col, 'label')")
-    p.add_argument("--augment", action="store_true",
-                   help="DATA is training data: add the rows prepare.augment makes")
+    p.add_argument(
+        "--augment",
+        action="store_true",
+        help="DATA is training data: add the rows prepare.augment makes",
+    )
 
 
 def _compare(a: argparse.Namespace) -> None:
@@ -136,8 +156,11 @@ def _compare(a: argparse.Namespace) -> None:
 
 def _compare_args(p: argparse.ArgumentParser) -> None:
     _config_args(p)
-    p.add_argument("--methods", default="full,head,freeze,bitfit,lora",
-                   help="comma-separated adapt methods; METHOD:key=value overrides one method")
+    p.add_argument(
+        "--methods",
+        default="full,head,freeze,bitfit,lora",
+        help="comma-separated adapt methods; METHOD:key=value overrides one method",
+    )
 
 
 def _select(a: argparse.Namespace) -> None:
@@ -151,11 +174,19 @@ def _select_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pool", required=True, help="unlabelled texts (CSV, JSONL, Parquet)")
     p.add_argument("--n", type=int, required=True, help="how many texts to pick")
     p.add_argument("--out", help="CSV for the experts (default: RUN_DIR/select.csv)")
-    p.add_argument("--strategy", choices=("entropy", "margin"), default="entropy",
-                   help="uncertainty score to rank by")
+    p.add_argument(
+        "--strategy",
+        choices=("entropy", "margin"),
+        default="entropy",
+        help="uncertainty score to rank by",
+    )
     p.add_argument("--text-col", help="text column of the pool (default: data.text_col)")
-    p.add_argument("--similarity", type=float, default=0.7,
-                   help="skip a text this similar (character 3-gram Jaccard) to one already picked")
+    p.add_argument(
+        "--similarity",
+        type=float,
+        default=0.7,
+        help="skip a text this similar (character 3-gram Jaccard) to one already picked",
+    )
 
 
 def _refine(a: argparse.Namespace) -> None:
@@ -169,10 +200,18 @@ def _refine(a: argparse.Namespace) -> None:
 def _refine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir")
     p.add_argument("--feedback-db", help="SQLAlchemy URL or file (default: RUN_DIR/feedback.db)")
-    p.add_argument("--data", action="append", default=[],
-                   help="newly labelled rows (e.g. the filled-in select.csv); repeatable")
-    p.add_argument("--tolerance", type=float, default=0.01,
-                   help="largest accuracy drop (test set, feedback set) that still promotes")
+    p.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        help="newly labelled rows (e.g. the filled-in select.csv); repeatable",
+    )
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.01,
+        help="largest accuracy drop (test set, feedback set) that still promotes",
+    )
 
 
 def _export(a: argparse.Namespace) -> None:
@@ -191,24 +230,34 @@ def _serve(a: argparse.Namespace) -> None:
     from tunewise.serving.app import Limits
     from tunewise.serving.server import serve
 
-    limits = Limits(max_text_chars=a.max_text_chars, max_batch=a.max_batch,
-                    max_wait_ms=a.max_wait_ms)
+    limits = Limits(
+        max_text_chars=a.max_text_chars, max_batch=a.max_batch, max_wait_ms=a.max_wait_ms
+    )
     serve(a.run_dir, a.host, a.port, a.feedback_db, a.backend, a.api_token, limits, a.threads)
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="bind address; anything but loopback needs an API token")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="bind address; anything but loopback needs an API token"
+    )
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--feedback-db", help="SQLAlchemy URL (default: sqlite RUN_DIR/feedback.db)")
-    p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
-                   help="onnx: ONNX Runtime on RUN_DIR/onnx/ (tunewise export first)")
+    p.add_argument(
+        "--backend",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="onnx: ONNX Runtime on RUN_DIR/onnx/ (tunewise export first)",
+    )
     p.add_argument("--api-token", help="required bearer token (default: $TUNEWISE_API_TOKEN)")
     p.add_argument("--max-text-chars", type=int, default=2000, help="longer texts get a 413")
     p.add_argument("--max-batch", type=int, default=32, help="most texts per forward pass")
-    p.add_argument("--max-wait-ms", type=float, default=0.0,
-                   help="wait this long for more requests before a forward pass")
+    p.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=0.0,
+        help="wait this long for more requests before a forward pass",
+    )
     p.add_argument("--threads", type=int, help="intra-op threads for the model (default: all)")
 
 
@@ -223,37 +272,72 @@ COMMANDS: dict[str, tuple[Callable, str, Callable[[argparse.ArgumentParser], obj
         "audit → baseline → train → evaluate → report, into a run directory",
         _config_args,
     ),
-    "audit": (_audit, "find what is wrong with a data set; writes audit.json and audit.html",
-              _audit_args),
-    "prepare": (_prepare, "clean, redact and dedup a data set; dropped rows go to "
-                "FILE's .dropped.jsonl with their reason", _prepare_args),
+    "audit": (
+        _audit,
+        "find what is wrong with a data set; writes audit.json and audit.html",
+        _audit_args,
+    ),
+    "prepare": (
+        _prepare,
+        "clean, redact and dedup a data set; dropped rows go to "
+        "FILE's .dropped.jsonl with their reason",
+        _prepare_args,
+    ),
     "train": (
         _train,
         "validate data and train; writes model/, history.jsonl, checkpoints/",
         _train_args,
     ),
-    "tune": (_tune, "search hyperparameters with Optuna on validation; writes RUN_DIR/tune/ "
-             "(best_config.yaml, trials.csv, plots), then retrains the best config", _tune_args),
+    "tune": (
+        _tune,
+        "search hyperparameters with Optuna on validation; writes RUN_DIR/tune/ "
+        "(best_config.yaml, trials.csv, plots), then retrains the best config",
+        _tune_args,
+    ),
     "evaluate": (
         _evaluate,
         "score a run's model on its test set (or --data) against the baseline",
         lambda p: (p.add_argument("run_dir"), p.add_argument("--data")),
     ),
-    "doctor": (_doctor, "name the pitfalls of a finished run; writes RUN_DIR/doctor.json",
-               lambda p: p.add_argument("run_dir")),
-    "runs": (_runs, "list the runs in an output folder with their key metrics",
-             lambda p: p.add_argument("output_dir", nargs="?", default="runs")),
+    "doctor": (
+        _doctor,
+        "name the pitfalls of a finished run; writes RUN_DIR/doctor.json",
+        lambda p: p.add_argument("run_dir"),
+    ),
+    "runs": (
+        _runs,
+        "list the runs in an output folder with their key metrics",
+        lambda p: p.add_argument("output_dir", nargs="?", default="runs"),
+    ),
     "report": (_report, "write RUN_DIR/report.html", lambda p: p.add_argument("run_dir")),
-    "compare": (_compare, "train each adapt method on the same split and seed; writes "
-                "compare.json and compare.html", _compare_args),
-    "select": (_select, "active learning: rank unlabelled texts by uncertainty, without "
-               "near-duplicates; writes a CSV for experts to label", _select_args),
-    "refine": (_refine, "audit feedback and new labels, retrain, promote only without "
-               "regression (exit 1 with reasons); writes lineage.json", _refine_args),
-    "export": (_export, "export the model to ONNX (optionally int8), checked against PyTorch; "
-               "writes RUN_DIR/onnx/", _export_args),
-    "serve": (_serve, "serve the model (POST /predict, /generate, /feedback; GET /health, "
-              "/metrics, /docs) with a tester page at /", _serve_args),
+    "compare": (
+        _compare,
+        "train each adapt method on the same split and seed; writes compare.json and compare.html",
+        _compare_args,
+    ),
+    "select": (
+        _select,
+        "active learning: rank unlabelled texts by uncertainty, without "
+        "near-duplicates; writes a CSV for experts to label",
+        _select_args,
+    ),
+    "refine": (
+        _refine,
+        "audit feedback and new labels, retrain, promote only without "
+        "regression (exit 1 with reasons); writes lineage.json",
+        _refine_args,
+    ),
+    "export": (
+        _export,
+        "export the model to ONNX (optionally int8), checked against PyTorch; writes RUN_DIR/onnx/",
+        _export_args,
+    ),
+    "serve": (
+        _serve,
+        "serve the model (POST /predict, /generate, /feedback; GET /health, "
+        "/metrics, /docs) with a tester page at /",
+        _serve_args,
+    ),
 }
 
 

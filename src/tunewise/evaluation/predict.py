@@ -44,9 +44,7 @@ def predict_logits(
 
 
 @torch.inference_mode()
-def embed(
-    encoder: Any, data: Encoded, batch_size: int = 128, bf16: bool = False
-) -> np.ndarray:
+def embed(encoder: Any, data: Encoded, batch_size: int = 128, bf16: bool = False) -> np.ndarray:
     """L2-normalised mean-pooled token embeddings (the sentence-transformers recipe)."""
     encoder.eval()
     device = next(encoder.parameters()).device
