@@ -48,9 +48,9 @@ def _fingerprint(path: str | None) -> str | None:
 def selection_on_test(run: RunFacts, limits) -> list[Finding]:
     data = run.section("data")
     val, test = data.get("validation"), data.get("test")
-    same = bool(val and test) and (
-        Path(val).resolve() == Path(test).resolve() or _fingerprint(val) == _fingerprint(test)
-    )
+    if not (val and test):
+        return []
+    same = Path(val).resolve() == Path(test).resolve() or _fingerprint(val) == _fingerprint(test)
     if not same:
         return []
     return [
@@ -101,8 +101,10 @@ def overfitting(run: RunFacts, limits) -> list[Finding]:
         if stopped:
             message += f"; early stopping kept the weights of step {best}"
         return [Finding("overfitting", severity, message, remedy, evidence)]
-    last = evals[-1] if evals else None
-    train_loss = _train_loss_at(run, last["step"]) if last else None
+    if not evals:
+        return []
+    last = evals[-1]
+    train_loss = _train_loss_at(run, last["step"])
     if train_loss is None or last["loss"] - train_loss <= limits.overfit_loss_gap:
         return []
     gap = last["loss"] - train_loss
@@ -187,7 +189,7 @@ def class_imbalance(run: RunFacts, limits) -> list[Finding]:
     stop_metric = (run.section("train").get("early_stopping") or {}).get("metric", "")
     if ratio < limits.imbalance_ratio or loss in BALANCING_LOSSES or stop_metric == "macro_f1":
         return []
-    rare = sorted(counts, key=counts.get)[:5]
+    rare = sorted(counts, key=lambda label: counts[label])[:5]
     return [
         Finding(
             "class-imbalance",
