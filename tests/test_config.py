@@ -311,3 +311,11 @@ def test_losses_lora_and_regularisation_keys_round_trip(tmp_path):
     text = str(exc.value)
     assert "did you mean 'focal'" in text and "train.grad_accum: must be >= 1" in text
     assert "train.loss_options.gamma" in text and "adapt.layer_lr_decay" in text
+
+
+def test_causal_lm_defaults_to_lora_unless_the_config_says_otherwise():
+    base = {"task": "causal_lm", "name": "sft", "data": {"train": "chats.jsonl"}}
+    assert load_config(base).adapt.method == "lora"
+    assert load_config(base, ["adapt.method=full"]).adapt.method == "full"
+    assert load_config({**base, "adapt": {"lora": {"r": 4}}}).adapt.lora.r == 4
+    assert load_config({**base, "task": "classification"}).adapt.method == "full"

@@ -67,11 +67,20 @@ def load_config(
     raw = _read_source(source, ctx)
     for text in overrides:
         _apply_override(raw, text, ctx)
+    _task_defaults(raw)
     cfg = _build(RunConfig, _expand(raw, "", ctx), "", ctx)
     problems = sorted(ctx.problems, key=lambda p: (p.file != origin, p.line or 0))
     if problems:  # file problems in line order, then overrides
         raise ConfigError(problems)
     return cfg
+
+
+def _task_defaults(raw: dict) -> None:
+    """Defaults that depend on the task: a causal LM is tuned with LoRA unless the config says
+    otherwise (full fine-tuning of a decoder on a few hundred dialogues forgets the most)."""
+    adapt = raw.get("adapt")
+    if raw.get("task") == "causal_lm" and (adapt is None or isinstance(adapt, dict)):
+        raw["adapt"] = {"method": "lora", **(adapt or {})}
 
 
 def dump_config(cfg: RunConfig, path: Path) -> None:
