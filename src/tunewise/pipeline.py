@@ -27,10 +27,9 @@ from tunewise.data.load import Examples, read_examples
 from tunewise.data.split import stratified_sample
 from tunewise.data.validate import Splits, load_splits
 from tunewise.errors import BlockingFinding, InputError, Problem
-from tunewise.evaluation import analyses
+from tunewise.evaluation import analyses, summary
 from tunewise.evaluation import baseline as base
-from tunewise.evaluation.compare import compare
-from tunewise.evaluation.metrics import classification_metrics, confusion, per_class
+from tunewise.evaluation.metrics import classification_metrics
 from tunewise.evaluation.predict import embed, predict_logits
 from tunewise.evaluation.stream import stream_scores
 from tunewise.findings import Finding, has_errors, print_findings, write_findings
@@ -310,7 +309,7 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None) -> dict:
     encoded = encode(tokenizer, test.texts, list(y), cfg.model.max_length)
     logits, loss = predict_logits(model, encoded, cfg.eval.batch_size, bf16)
     pred = logits.argmax(1)
-    metrics = _metrics_document(run_dir, cfg, labels, y, pred, test)
+    metrics = summary.metrics_document(run_dir, cfg, labels, y, pred, test)
     scored = analyses.Scored(test, y, logits, labels, analyses.token_counts(tokenizer, encoded))
     metrics["slices"] = analyses.slices(cfg.eval, scored)
     metrics["calibration"] = analyses.calibration(cfg, model, tokenizer, scored, bf16)
@@ -319,7 +318,7 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None) -> dict:
     out = run_dir / ("metrics.json" if data is None else f"metrics-{Path(path).stem}.json")
     out.write_text(json.dumps(metrics, indent=1))
     write_model_card(run_dir, metrics)
-    print_summary(metrics, run_dir)
+    summary.print_summary(metrics, run_dir)
     return metrics
 
 
@@ -342,74 +341,6 @@ def _read_labelled(path: str, cfg: RunConfig, labels: list[str]) -> Examples:
     if problems:
         raise InputError(problems)
     return ex
-
-
-def _metrics_document(
-    run_dir: Path,
-    cfg: RunConfig,
-    labels: list[str],
-    y: np.ndarray,
-    pred: np.ndarray,
-    test: Examples,
-) -> dict[str, Any]:
-    """Assemble metrics.json: tuned vs the baseline on the same rows, with CI and p-value."""
-    n = len(labels)
-    doc: dict[str, Any] = {
-        "task": cfg.task,
-        "name": cfg.name,
-        "test_size": len(y),
-        "test_source": test.source,
-        "labels": labels,
-        "tuned": classification_metrics(y, pred, n),
-    }
-    saved = run_dir / "baseline.json"
-    baselines = json.loads(saved.read_text()) if saved.exists() else None
-    if baselines and baselines["test_size"] == len(y) and baselines["test_source"] == test.source:
-        doc["baselines"] = {k: baselines[k]["metrics"] for k in ("zero_shot", "linear_probe")}
-        name = cfg.eval.baseline
-        if name == "best":
-            name = max(doc["baselines"], key=lambda k: doc["baselines"][k]["accuracy"])
-        doc["baseline_name"], doc["baseline"] = name, doc["baselines"][name]
-        doc.update(
-            compare(
-                y,
-                np.array(baselines[name]["predictions"]),
-                pred,
-                n,
-                n_boot=cfg.eval.bootstrap,
-                seed=cfg.seed,
-            )
-        )
-    doc["per_class"] = per_class(y, pred, labels)
-    doc["confusion_matrix"] = confusion(y, pred, n).tolist()
-    training = run_dir / "training.json"
-    if training.exists():
-        doc.update(json.loads(training.read_text()))
-    return doc
-
-
-def print_summary(metrics: dict, run_dir: Path) -> None:
-    """The table `tunewise run` ends with: baselines, tuned, the difference and its CI."""
-    from rich.table import Table
-
-    table = Table(title=f"{metrics['name']}: test set, {metrics['test_size']} rows")
-    table.add_column("model")
-    for key in ("accuracy", "macro_f1"):
-        table.add_column(key, justify="right")
-    for name, scores in {**metrics.get("baselines", {}), "tuned": metrics["tuned"]}.items():
-        table.add_row(name, *(f"{scores[k]:.4f}" for k in ("accuracy", "macro_f1")))
-    out = Console()
-    out.print(table)
-    if "delta" in metrics:
-        lo, hi = metrics["ci95"]["accuracy"]
-        out.print(
-            f"tuned − {metrics['baseline_name']}: accuracy {metrics['delta']['accuracy']:+.4f} "
-            f"(95% CI {lo:+.4f} … {hi:+.4f}), McNemar p = "
-            f"{metrics['significance']['p_value']:.2g}"
-        )
-    for line in analyses.summary_lines(metrics):
-        out.print(line)
-    out.print(f"report: {(run_dir / 'report.html').resolve()}")
 
 
 def doctor(run_dir: str | Path) -> list[Finding]:

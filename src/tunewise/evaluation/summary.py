@@ -1,0 +1,85 @@
+"""What `tunewise run` and `evaluate` conclude: metrics.json (tuned vs the baseline on the same
+test rows, with CI and p-value) and the table printed at the end of a run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+from tunewise.config import RunConfig
+from tunewise.data.load import Examples
+from tunewise.evaluation import analyses
+from tunewise.evaluation.compare import compare
+from tunewise.evaluation.metrics import classification_metrics, confusion, per_class
+
+
+def metrics_document(
+    run_dir: Path,
+    cfg: RunConfig,
+    labels: list[str],
+    y: np.ndarray,
+    pred: np.ndarray,
+    test: Examples,
+) -> dict[str, Any]:
+    """Assemble metrics.json: tuned vs the baseline on the same rows, with CI and p-value."""
+    n = len(labels)
+    doc: dict[str, Any] = {
+        "task": cfg.task,
+        "name": cfg.name,
+        "test_size": len(y),
+        "test_source": test.source,
+        "labels": labels,
+        "tuned": classification_metrics(y, pred, n),
+    }
+    saved = run_dir / "baseline.json"
+    baselines = json.loads(saved.read_text()) if saved.exists() else None
+    if baselines and baselines["test_size"] == len(y) and baselines["test_source"] == test.source:
+        doc["baselines"] = {k: baselines[k]["metrics"] for k in ("zero_shot", "linear_probe")}
+        name = cfg.eval.baseline
+        if name == "best":
+            name = max(doc["baselines"], key=lambda k: doc["baselines"][k]["accuracy"])
+        doc["baseline_name"], doc["baseline"] = name, doc["baselines"][name]
+        doc.update(
+            compare(
+                y,
+                np.array(baselines[name]["predictions"]),
+                pred,
+                n,
+                n_boot=cfg.eval.bootstrap,
+                seed=cfg.seed,
+            )
+        )
+    doc["per_class"] = per_class(y, pred, labels)
+    doc["confusion_matrix"] = confusion(y, pred, n).tolist()
+    training = run_dir / "training.json"
+    if training.exists():
+        doc.update(json.loads(training.read_text()))
+    return doc
+
+
+def print_summary(metrics: dict, run_dir: Path) -> None:
+    """The table `tunewise run` ends with: baselines, tuned, the difference and its CI."""
+    from rich.table import Table
+
+    table = Table(title=f"{metrics['name']}: test set, {metrics['test_size']} rows")
+    table.add_column("model")
+    for key in ("accuracy", "macro_f1"):
+        table.add_column(key, justify="right")
+    for name, scores in {**metrics.get("baselines", {}), "tuned": metrics["tuned"]}.items():
+        table.add_row(name, *(f"{scores[k]:.4f}" for k in ("accuracy", "macro_f1")))
+    out = Console()
+    out.print(table)
+    if "delta" in metrics:
+        lo, hi = metrics["ci95"]["accuracy"]
+        out.print(
+            f"tuned − {metrics['baseline_name']}: accuracy {metrics['delta']['accuracy']:+.4f} "
+            f"(95% CI {lo:+.4f} … {hi:+.4f}), McNemar p = "
+            f"{metrics['significance']['p_value']:.2g}"
+        )
+    for line in analyses.summary_lines(metrics):
+        out.print(line)
+    out.print(f"report: {(run_dir / 'report.html').resolve()}")
