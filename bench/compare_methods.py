@@ -6,7 +6,7 @@ CPU). Learning rates differ per method because a frozen encoder needs a larger s
 priori from the papers' ranges, not tuned here): full 3e-4, freeze 3e-4 (first 3 of 6 layers),
 bitfit 3e-3, head 1e-2, lora 1e-3 (r 8, alpha 16).
 
-    .venv/bin/python bench/compare_methods.py          # full data, 7 epochs: ~1 h on 2 cores
+    .venv/bin/python bench/compare_methods.py          # full data, 7 epochs: ~25 min on 2 cores
     .venv/bin/python bench/compare_methods.py --quick  # 2,000 rows, 2 epochs: minutes
 
 Prints one JSON object as its last line and writes it to bench/results/<name>.json.
@@ -47,6 +47,8 @@ def main() -> None:
     transformers.logging.set_verbosity_error()
     methods = args.methods.split(",")
     name = "compare_methods_quick" if args.quick else "compare_methods"
+    if set(methods) != set(METHOD_OVERRIDES):  # a partial run keeps its own results file
+        name += "_" + "_".join(methods)
     overrides = [f"name={name}", "output_dir=runs/bench", "eval.forgetting=[]"]
     overrides += QUICK if args.quick else []
     overrides += [o for m in methods for o in METHOD_OVERRIDES[m]]
