@@ -67,6 +67,20 @@ def test_bitfit_training_changes_only_biases_and_the_head():
     assert any(k.startswith("bert.encoder.") for k in changed)  # biases inside did train
 
 
+def test_frozen_token_embeddings_stay_bitwise_while_positions_and_layers_train():
+    model = adapt(tiny_bert(), "full", freeze_token_embeddings=True)
+    before = _snapshot(model)
+    changed = _changed(before, _train(model, lr=1e-2, weight_decay=0.1))
+    assert "bert.embeddings.word_embeddings.weight" not in changed
+    assert "bert.embeddings.position_embeddings.weight" in changed
+    assert any(k.startswith("bert.encoder.layer.0.") for k in changed)
+    assert (
+        count_parameters(model)["trainable"]
+        == count_parameters(adapt(tiny_bert(), "full"))["trainable"]
+        - model.get_input_embeddings().weight.numel()
+    )
+
+
 @pytest.mark.parametrize(
     "spec,frozen_prefixes,trained_prefix",
     [
