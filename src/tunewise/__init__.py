@@ -9,6 +9,7 @@ from tunewise.config import RunConfig, load_config
 from tunewise.curation import audit, prepare
 from tunewise.data.validate import load_splits
 from tunewise.errors import InputError
+from tunewise.models import pooling as _pooling  # noqa: F401  registers tunewise_mean_bert
 from tunewise.models.adapt import adapt, count_parameters
 from tunewise.pipeline import baseline, evaluate, report, run, train
 from tunewise.training.loop import fit

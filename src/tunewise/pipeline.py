@@ -211,6 +211,7 @@ def train_stage(
         return stream_scores(m, val_data, len(splits.labels), cfg.eval.batch_size, bf16)
 
     head_init = recipe.init_head(cfg, model, train_data) if resume_from is None else None
+    start = recipe.start_weights(cfg, model, splits.labels, train_data, resume_from is not None)
     averager = recipe.checkpoint_average(cfg)
     main = distributed.is_main()  # under DDP only the main process logs and saves
     bar = ProgressBar(_total_steps(cfg, len(train_data)), enabled=console.is_terminal and main)
@@ -219,6 +220,8 @@ def train_stage(
         writers.append(RowRecorder(run_dir / "rows.jsonl"))
     counts = np.bincount(train_data.labels, minlength=len(splits.labels)).tolist()
     model, collate_fn, train_cfg = packing.prepare(model, cfg.train)  # short rows share a row
+    if cfg.train.packing and collate_fn is not packing.pack_collate and main:
+        console.log(f"train.packing ignored: {type(model).__name__} has no [CLS] pooler to pack")
     state = fit(
         model,
         train_data,
@@ -234,6 +237,7 @@ def train_stage(
         collate_fn=collate_fn,
     )
     averaging = recipe.finish_average(cfg, averager, model, evaluate_validation, state)
+    interpolation = recipe.finish_interpolation(cfg, start, model, evaluate_validation)
     if not main:
         return {}
     model = recipe.save_trained(model, tokenizer, run_dir)
@@ -254,6 +258,7 @@ def train_stage(
         "validation": {"source": splits.validation_source, "size": len(splits.validation)},
         "head_init": head_init,
         "averaging": averaging,
+        "interpolation": interpolation,
         "train_label_counts": dict(Counter(splits.train.labels)),
     }
     (run_dir / "training.json").write_text(json.dumps(summary, indent=1))

@@ -165,18 +165,24 @@ def load_classifier(
     attention_dropout: float | None = None,
     classifier_dropout: float | None = None,
     allow_unsafe_weights: bool = False,
+    pooling: str = "auto",
 ):
     """An encoder with a fresh classification head whose config names every label.
 
     `dropout` (hidden), `attention_dropout` and `classifier_dropout` override the model's own
-    rates when set; a classifier rate defaults to the hidden override.
+    rates when set; a classifier rate defaults to the hidden override. `pooling` is what the
+    head reads: `cls`, `mean` (BERT family; models/pooling.py) or `auto` (what the encoder was
+    trained with).
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from tunewise.models import pooling as pool
 
     folder = resolve_model(name, allow_unsafe_weights)
     id2label = dict(enumerate(labels))
     try:
-        config = AutoConfig.from_pretrained(
+        mean = _pools_mean(folder, pooling, trust_remote_code)
+        config = (pool.MeanPoolingBertConfig if mean else AutoConfig).from_pretrained(
             folder,
             num_labels=len(labels),
             id2label=id2label,
@@ -186,11 +192,41 @@ def load_classifier(
         set_dropout(
             config, hidden=dropout, attention=attention_dropout, classifier=classifier_dropout
         )
+        if mean:
+            return pool.MeanPoolingBertForSequenceClassification.from_pretrained(
+                folder, config=config, use_safetensors=True
+            )
         return AutoModelForSequenceClassification.from_pretrained(
             folder, config=config, use_safetensors=True, trust_remote_code=trust_remote_code
         )
     except OSError as exc:
         raise hub_error(name, exc) from exc
+
+
+def _pools_mean(folder: str, pooling: str, trust_remote_code: bool) -> bool:
+    """Whether the head reads the mean of the tokens; explicit `mean` needs a BERT encoder."""
+    from transformers import AutoConfig
+
+    from tunewise.models.pooling import trained_pooling
+
+    if pooling == "cls" or (pooling == "auto" and trained_pooling(folder) == "cls"):
+        return False
+    model_type = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code).model_type
+    if model_type == "bert":
+        return True
+    if pooling == "auto":
+        return False
+    raise InputError(
+        [
+            Problem(
+                "config",
+                None,
+                "model.pooling",
+                f"mean pooling is built for BERT-family encoders, not '{model_type}'",
+                "set model.pooling: cls (or auto) for this model",
+            )
+        ]
+    )
 
 
 def load_encoder(name: str, trust_remote_code: bool = False, allow_unsafe_weights: bool = False):
