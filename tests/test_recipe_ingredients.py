@@ -15,7 +15,12 @@ from tunewise.errors import InputError
 from tunewise.evaluation.predict import predict_logits
 from tunewise.models.head_init import fit_probe, head_layer, init_head_from_probe
 from tunewise.models.load import load_tokenizer
-from tunewise.training.averaging import CheckpointAverage, apply_average
+from tunewise.training.averaging import (
+    ALPHAS,
+    CheckpointAverage,
+    apply_average,
+    interpolate_with_start,
+)
 
 WORDS = {
     "refund": "money back refund please",
@@ -97,6 +102,25 @@ def test_average_is_kept_only_when_validation_is_no_worse(score_of_average, kept
     )
 
 
+@pytest.mark.parametrize(("peak", "alpha"), [(0.4, 0.4), (None, 1.0)])
+def test_interpolation_keeps_the_best_mix_on_validation_or_the_trained_model(peak, alpha):
+    model = tiny_bert()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    _set(model, 1.0)
+    start_point = {
+        k: torch.zeros_like(v) if k == "classifier.weight" else v for k, v in start.items()
+    }
+
+    def evaluate(m):  # the classifier weight is alpha itself: score peaks at `peak`
+        a = float(m.classifier.weight.mean())
+        return {"accuracy": 0.8 if peak is None else 0.8 + 0.1 - abs(a - peak)}
+
+    record = interpolate_with_start(model, start_point, evaluate, "accuracy")
+    assert record["alpha"] == alpha and set(record["by_alpha"]) == {str(a) for a in ALPHAS}
+    expected = torch.full_like(model.classifier.weight, alpha)
+    torch.testing.assert_close(model.classifier.weight, expected)
+
+
 def test_config_accepts_the_options_and_rejects_bad_values():
     base = {"name": "x", "output_dir": "runs", "data": {"train": "t.csv"}}
     cfg = load_config(
@@ -125,6 +149,7 @@ def test_train_records_head_init_and_averaging(tmp_path, tiny_model_dir):
             "lr": 1e-3,
             "precision": "fp32",
             "average_last": 2,
+            "interpolate_start": True,
         },  # fmt: skip
         "eval": {"forgetting": []},
     }
@@ -134,3 +159,5 @@ def test_train_records_head_init_and_averaging(tmp_path, tiny_model_dir):
     assert summary["averaging"]["evaluations"] == 2
     assert summary["regularization"]["average_last"] == 2
     assert "average_last" in summary["regularization"]["active"]
+    assert 0.0 < summary["interpolation"]["alpha"] <= 1.0
+    assert set(summary["interpolation"]["by_alpha"]) == {str(a) for a in ALPHAS}

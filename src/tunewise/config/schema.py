@@ -26,6 +26,7 @@ AUGMENT_METHODS = ("eda", "paraphrase", "backtranslate")
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("hyperband", "median", "none")
 HEAD_INITS = ("random", "linear_probe")
+POOLINGS = ("auto", "cls", "mean")  # what a classification head reads (models/pooling.py)
 
 
 class ConfigError(InputError):
@@ -60,6 +61,7 @@ class ModelConfig:
     dropout: float | None = _f(None, ge=0.0, lt=1.0)  # hidden dropout (and the head's) when set
     attention_dropout: float | None = _f(None, ge=0.0, lt=1.0)  # on attention probabilities
     classifier_dropout: float | None = _f(None, ge=0.0, lt=1.0)  # before the head
+    pooling: str = _f("auto", choices=POOLINGS)  # auto: mean for sentence encoders, else [CLS]
     trust_remote_code: bool = False
     allow_unsafe_weights: bool = False  # accept .bin/.pt (read with weights_only=True)
 
@@ -86,6 +88,7 @@ class AdaptConfig:
     unfreeze_unit: str = _f("epoch", choices=UNFREEZE_UNITS)
     layer_lr_decay: float | None = _f(None, gt=0.0, le=1.0)  # lr x decay^(layers below the top)
     head_init: str = _f("random", choices=HEAD_INITS)  # linear_probe: LP-FT (models/head_init.py)
+    freeze_token_embeddings: bool = False  # the token-embedding matrix stays as pre-trained
 
 
 @dataclass
@@ -130,6 +133,7 @@ class TrainConfig:
     loss: str = _f("cross_entropy", choices=LOSSES)
     loss_options: LossConfig = _f(factory=LossConfig)
     average_last: int | None = _f(None, ge=2)  # mean weights of the last N evaluations
+    interpolate_start: bool = False  # WiSE-FT: best mix of start and trained on validation
     checkpoint_every: int | None = _f(None, ge=1)  # None: at the end, each new best, SIGTERM
     keep_checkpoints: int = _f(2, ge=1)  # newest checkpoints kept, plus the best
     max_nonfinite_steps: int = _f(3, ge=0)  # NaN/inf loss or gradient: skip N steps, then abort

@@ -1,4 +1,6 @@
-"""Checkpoint averaging: the mean of the weights seen at the last N evaluations.
+"""Weight averaging: the mean of the last N checkpoints, and interpolation with the start.
+
+Checkpoint averaging: the mean of the weights seen at the last N evaluations.
 
 Why: late in training the weights wander around a wide minimum; their average usually sits
 nearer its centre and generalises a little better than any single point (stochastic weight
@@ -8,6 +10,12 @@ when its validation score is at least the early-stopped model's, so it can never
 chosen model worse on validation:
 
     tunewise run configs/banking77.yaml train.average_last=3
+
+Interpolation with the start (WiSE-FT, Wortsman et al. 2022): fine-tuning moves the weights away
+from a start that was already good (with `adapt.head_init: linear_probe`, the pre-trained
+encoder plus a fitted probe); points on the straight line between the two often beat both ends.
+`train.interpolate_start: true` scores (1 - a) * start + a * trained for a in ALPHAS on validation
+and keeps the best only if it is at least as good as the trained model.
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ import torch
 from torch import nn
 
 from tunewise.training.callbacks import LOWER_IS_BETTER
+
+ALPHAS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # weight of the trained end
 
 
 class CheckpointAverage:
@@ -79,4 +89,47 @@ def apply_average(
         "metric": metric,
         "averaged": scores,
         "single": current,
+    }
+
+
+def interpolate_with_start(
+    model: nn.Module,
+    start: dict[str, torch.Tensor],
+    evaluate: Callable[[nn.Module], dict[str, float]],
+    metric: str,
+    current: float | None = None,
+) -> dict[str, Any]:
+    """Load the best (1 - a) * start + a * trained on validation `metric`, if no worse than now.
+
+    `current` is the trained model's validation `metric` (None evaluates it first). Returns the
+    record for training.json: every alpha's score and the one kept (1.0: the trained model).
+    """
+    if current is None:
+        current = evaluate(model)[metric]
+    trained = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    results: dict[float, dict[str, float]] = {}
+    best_alpha, best = 1.0, current
+    for alpha in ALPHAS:
+        model.load_state_dict(_mix(start, trained, alpha))
+        results[alpha] = evaluate(model)
+        if sign * (results[alpha][metric] - best) > 0:
+            best_alpha, best = alpha, results[alpha][metric]
+    model.load_state_dict(_mix(start, trained, best_alpha))
+    return {
+        "metric": metric,
+        "trained": current,
+        "by_alpha": {str(a): r[metric] for a, r in results.items()},
+        "alpha": best_alpha,
+        "chosen": results.get(best_alpha),  # every validation score of the kept mix
+    }
+
+
+def _mix(start: dict, trained: dict, alpha: float) -> dict[str, torch.Tensor]:
+    """(1 - alpha) * start + alpha * trained for floating tensors; others as trained."""
+    if alpha == 1.0:
+        return trained
+    return {
+        k: torch.lerp(start[k].to(v.dtype), v, alpha) if v.is_floating_point() else v
+        for k, v in trained.items()
     }

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from tunewise.errors import InputError, Problem
@@ -28,7 +29,7 @@ from tunewise.models.adapt import adapt
 from tunewise.models.dropout import dropout_of
 from tunewise.models.head_init import init_head_from_probe
 from tunewise.models.lora import is_peft, save_adapter_and_merge
-from tunewise.training.averaging import CheckpointAverage, apply_average
+from tunewise.training.averaging import CheckpointAverage, apply_average, interpolate_with_start
 from tunewise.training.losses import LossFn, build_loss
 from tunewise.training.unfreeze import GradualUnfreezing
 
@@ -44,9 +45,16 @@ def build_model(cfg: Any, labels: list[str]) -> nn.Module:
         attention_dropout=m.attention_dropout,
         classifier_dropout=m.classifier_dropout,
         allow_unsafe_weights=m.allow_unsafe_weights,
+        pooling=m.pooling,
     )
     a = cfg.adapt
-    return adapt(model, a.method, a.freeze_layers, lora=dataclasses.asdict(a.lora))
+    return adapt(
+        model,
+        a.method,
+        a.freeze_layers,
+        lora=dataclasses.asdict(a.lora),
+        freeze_token_embeddings=a.freeze_token_embeddings,
+    )
 
 
 def build_training_loss(cfg: Any, label_counts: Sequence[int] | None = None) -> LossFn:
@@ -109,6 +117,32 @@ def finish_average(
     return apply_average(model, averager, evaluate, metric, current)
 
 
+def start_weights(
+    cfg: Any, model: nn.Module, labels: list[str], train_data: Any, resumed: bool
+) -> dict[str, Any] | None:
+    """A copy of the weights training starts from, when `train.interpolate_start` needs them.
+
+    A resumed run rebuilds them (same seed, same probe), since `model` already moved.
+    """
+    if not cfg.train.interpolate_start:
+        return None
+    if resumed:
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg, labels)
+        init_head(cfg, model, train_data)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def finish_interpolation(
+    cfg: Any, start: dict[str, Any] | None, model: nn.Module, evaluate: Any
+) -> dict[str, Any] | None:
+    """After averaging: WiSE-FT's best mix of start and trained weights, if validation agrees."""
+    if start is None:
+        return None
+    es = cfg.train.early_stopping
+    return interpolate_with_start(model, start, evaluate, es.metric if es else "accuracy")
+
+
 def save_trained(model: Any, tokenizer: Any, run_dir: Path) -> nn.Module:
     """Save model/ (Hugging Face format); LoRA also saves adapter/ and merges first.
 
@@ -154,10 +188,11 @@ def regularization(cfg: Any, model_config: Any) -> dict[str, Any]:
         "label_smoothing": t.loss_options.label_smoothing,
         "early_stopping": t.early_stopping is not None,
         "clip_grad_norm": t.clip_grad_norm,
-        "frozen_parameters": a.method != "full",
+        "frozen_parameters": a.method != "full" or a.freeze_token_embeddings,
         "gradual_unfreezing": a.unfreeze_every is not None,
         "layer_lr_decay": a.layer_lr_decay,
         "average_last": t.average_last,
+        "interpolate_start": t.interpolate_start,
     }
     switched = {
         "weight_decay": t.weight_decay > 0,
@@ -168,6 +203,7 @@ def regularization(cfg: Any, model_config: Any) -> dict[str, Any]:
         "gradual_unfreezing": record["gradual_unfreezing"],
         "layer_lr_decay": (a.layer_lr_decay or 1.0) < 1.0,
         "average_last": t.average_last is not None,
+        "interpolate_start": t.interpolate_start,
     }
     record["active"] = [name for name, on in switched.items() if on]
     return record
