@@ -10,7 +10,8 @@ validation); test accuracy is read only with `--test`, for the recipe already ch
 Regimes: `b77_10shot` (10 training rows per intent, 10 other rows per intent for validation),
 `b77_full` (the demo's 90/10 split of the training file), `trec_10shot` and `trec_full` (TREC's
 6 coarse question types, a data set the recipe was not chosen on). Run directories go under
-`--out` and are reused when their training.json exists (`--fresh` retrains). Heavy: run it under
+`--out` and are reused when their training.json exists (`--fresh` retrains). A variant may add
+overrides after `+`: `--variants lpft_wise,lpft_wise+train.lr=1e-4`. Heavy: run it under
 `flock /tmp/tunewise-heavy.lock` on a shared machine. Prints one JSON object as its last line and
 writes it to bench/results/recipe.json.
 """
@@ -38,7 +39,26 @@ VARIANTS = {
         "adapt.layer_lr_decay=0.8",
         "train.average_last=3",
     ],
+    "lpft_wise": [
+        "adapt.head_init=linear_probe",
+        "train.average_last=3",
+        "train.interpolate_start=true",
+    ],
+    "lpft_freeze3_wise": [
+        "adapt.head_init=linear_probe",
+        "adapt.method=freeze",
+        "adapt.freeze_layers=3",
+        "train.average_last=3",
+        "train.interpolate_start=true",
+    ],
     "recipe": [],  # configs/banking77.yaml exactly as `make demo` runs it
+    "foundation": [  # the plain recipe of the foundation issue: [CLS] head, nothing added
+        "model.pooling=cls",
+        "adapt.method=full",
+        "adapt.head_init=random",
+        "train.average_last=null",
+        "train.interpolate_start=false",
+    ],
 }
 FEW_SHOT_EPOCHS = ["train.epochs=10", "train.early_stopping.patience=10"]
 
@@ -113,7 +133,12 @@ def validation_scores(run_dir: Path) -> dict[str, float | None]:
     ]
     at_best = [e for e in evals if e["step"] == best] or evals[-1:]
     avg = summary.get("averaging") or {}
+    mix = summary.get("interpolation") or {}
     return {
+        "alpha": mix.get("alpha"),
+        "val_accuracy_interpolated": (mix.get("chosen") or {}).get("accuracy")
+        if mix.get("alpha", 1.0) < 1.0
+        else None,  # 1.0: the trained (or averaged) model was kept
         "val_accuracy": at_best[-1]["accuracy"],
         "val_accuracy_averaged": (avg.get("averaged") or {}).get("accuracy"),
         "average_kept": avg.get("kept"),
@@ -121,10 +146,16 @@ def validation_scores(run_dir: Path) -> dict[str, float | None]:
     }
 
 
+def variant_overrides(variant: str) -> list[str]:
+    """A named variant, optionally with `+key=value` overrides: `lpft_wise+train.lr=1e-4`."""
+    name, *extra = variant.split("+")
+    return [*VARIANTS[name], *extra]
+
+
 def one(regime: str, variant: str, seed: int, args) -> dict:
     import tunewise
 
-    name = f"{regime}-{variant}-s{seed}"
+    name = f"{regime}-{variant}-s{seed}".replace("+", "~").replace("=", "")
     run_dir = args.out / "runs" / name
     overrides = [
         f"name={name}",
@@ -133,7 +164,7 @@ def one(regime: str, variant: str, seed: int, args) -> dict:
         "eval.forgetting=[]",
         "track.backends=[]",
         *regime_overrides(regime, seed, args.out / "data"),
-        *VARIANTS[variant],
+        *variant_overrides(variant),
     ]
     if args.fresh or not (run_dir / "training.json").exists():
         tunewise.train(str(CONFIG), overrides)
@@ -153,7 +184,8 @@ def summarise(rows: list[dict]) -> dict:
     out: dict = defaultdict(dict)
     for (regime, variant), rs in groups.items():
         cell: dict = {"seeds": [r["seed"] for r in rs]}
-        for key in ("val_accuracy", "val_accuracy_averaged", "test_accuracy", "train_seconds"):
+        keys = ("val_accuracy", "val_accuracy_averaged", "val_accuracy_interpolated", "alpha")
+        for key in (*keys, "test_accuracy", "train_seconds"):
             values = [r[key] for r in rs if r.get(key) is not None]
             if values:
                 sd = statistics.stdev(values) if len(values) > 1 else 0.0

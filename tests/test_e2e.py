@@ -31,6 +31,13 @@ def finished_run(tmp_path_factory):
             "eval.bootstrap=200",
             "eval.forgetting_rows=100",
             "eval.forgetting_test_rows=50",
+            # the plain recipe (random [CLS] head, nothing added): the shipped one starts from
+            # the probe and would not regress, and this test is about the doctor blocking
+            "model.pooling=cls",
+            "adapt.method=full",
+            "adapt.head_init=random",
+            "train.average_last=null",
+            "train.interpolate_start=false",
         ]
     )
     # 12 steps on 300 rows cannot beat the linear probe: the doctor blocks (exit 1), and the run
