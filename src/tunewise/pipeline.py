@@ -220,8 +220,6 @@ def train_stage(
         writers.append(RowRecorder(run_dir / "rows.jsonl"))
     counts = np.bincount(train_data.labels, minlength=len(splits.labels)).tolist()
     model, collate_fn, train_cfg = packing.prepare(model, cfg.train)  # short rows share a row
-    if cfg.train.packing and collate_fn is not packing.pack_collate and main:
-        console.log(f"train.packing ignored: {type(model).__name__} has no [CLS] pooler to pack")
     state = fit(
         model,
         train_data,

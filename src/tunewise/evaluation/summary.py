@@ -61,18 +61,25 @@ def metrics_document(
     return doc
 
 
-def print_summary(metrics: dict, run_dir: Path) -> None:
-    """The table `tunewise run` ends with: baselines, tuned, the difference and its CI."""
+def print_scores(title: str, doc: dict, keys: tuple[str, ...]) -> Console:
+    """One row per baseline and one for the tuned model, on `keys`; returns the console."""
     from rich.table import Table
 
-    table = Table(title=f"{metrics['name']}: test set, {metrics['test_size']} rows")
+    table = Table(title=title)
     table.add_column("model")
-    for key in ("accuracy", "macro_f1"):
+    for key in keys:
         table.add_column(key, justify="right")
-    for name, scores in {**metrics.get("baselines", {}), "tuned": metrics["tuned"]}.items():
-        table.add_row(name, *(f"{scores[k]:.4f}" for k in ("accuracy", "macro_f1")))
+    for name, scores in {**doc.get("baselines", {}), "tuned": doc["tuned"]}.items():
+        table.add_row(name, *(f"{scores[k]:.4f}" for k in keys))
     out = Console()
     out.print(table)
+    return out
+
+
+def print_summary(metrics: dict, run_dir: Path) -> None:
+    """The table `tunewise run` ends with: baselines, tuned, the difference and its CI."""
+    title = f"{metrics['name']}: test set, {metrics['test_size']} rows"
+    out = print_scores(title, metrics, ("accuracy", "macro_f1"))
     if "delta" in metrics:
         lo, hi = metrics["ci95"]["accuracy"]
         out.print(

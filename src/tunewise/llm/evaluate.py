@@ -118,18 +118,10 @@ def write_card(run_dir: Path, cfg, doc: dict) -> None:
 
 def print_summary(doc: dict, run_dir: Path) -> None:
     """The table `tunewise run` ends with for causal_lm."""
-    from rich.console import Console
-    from rich.table import Table
+    from tunewise.evaluation.summary import print_scores
 
     keys = ("rougeL", "bleu", "chrf", "perplexity")
-    table = Table(title=f"{doc['name']}: {doc['test_size']} held-out prompts")
-    table.add_column("model")
-    for k in keys:
-        table.add_column(k, justify="right")
-    for name, scores in {**doc.get("baselines", {}), "tuned": doc["tuned"]}.items():
-        table.add_row(name, *(f"{scores[k]:.4f}" for k in keys))
-    out = Console()
-    out.print(table)
+    out = print_scores(f"{doc['name']}: {doc['test_size']} held-out prompts", doc, keys)
     if "delta" in doc:
         lo, hi = doc["ci95"]["rougeL"]
         out.print(

@@ -41,11 +41,11 @@ class MeanPoolingBertForSequenceClassification(BertPreTrainedModel):
 
     def __init__(self, config: MeanPoolingBertConfig):
         super().__init__(config)
-        self.num_labels = config.num_labels
+        self.num_labels: int = config.num_labels  # type: ignore[assignment]  # always set here
         self.bert = BertModel(config, add_pooling_layer=False)
         rate = config.classifier_dropout
         self.dropout = nn.Dropout(config.hidden_dropout_prob if rate is None else rate)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.classifier = nn.Linear(config.hidden_size, self.num_labels)
         self.post_init()
 
     def forward(

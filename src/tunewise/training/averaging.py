@@ -32,6 +32,11 @@ from tunewise.training.callbacks import LOWER_IS_BETTER
 ALPHAS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # weight of the trained end
 
 
+def weights_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of every tensor in the model's state dict."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 class CheckpointAverage:
     """Remembers the weights at the last `n` evaluations; `wrap(evaluate)` feeds it."""
 
@@ -43,7 +48,7 @@ class CheckpointAverage:
         """The same evaluation function, taking a copy of the weights it is shown first."""
 
         def remembering(model: nn.Module) -> dict[str, float]:
-            self.kept_.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+            self.kept_.append(weights_copy(model))
             return evaluate(model)
 
         return remembering
@@ -76,7 +81,7 @@ def apply_average(
         return {"kept": False, "evaluations": len(averager.kept_), "reason": "fewer than 2"}
     if current is None:
         current = evaluate(model)[metric]
-    own = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    own = weights_copy(model)
     model.load_state_dict(averager.average())
     scores = evaluate(model)
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
@@ -106,7 +111,7 @@ def interpolate_with_start(
     """
     if current is None:
         current = evaluate(model)[metric]
-    trained = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    trained = weights_copy(model)
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
     results: dict[float, dict[str, float]] = {}
     best_alpha, best = 1.0, current

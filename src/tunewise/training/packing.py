@@ -22,10 +22,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from rich.console import Console
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from tunewise.data.encode import Encoded, collate
+from tunewise.training.distributed import is_main
 
 PACKED_KEYS = ("seq_ids", "starts")
 
@@ -160,6 +162,12 @@ def prepare(
     config with length grouping off (packing removes padding without it, and fully random
     batches train like the unpacked reference). Otherwise everything unchanged.
     """
-    if not getattr(train_cfg, "packing", False) or not packable(model):
+    if not getattr(train_cfg, "packing", False):
+        return model, collate, train_cfg
+    if not packable(model):  # asked for, so say why it is not done
+        if is_main():
+            Console(stderr=True).log(
+                f"train.packing ignored: {type(model).__name__} has no [CLS] pooler to pack"
+            )
         return model, collate, train_cfg
     return enable(model), pack_collate, dataclasses.replace(train_cfg, group_by_length=False)

@@ -29,7 +29,12 @@ from tunewise.models.adapt import adapt
 from tunewise.models.dropout import dropout_of
 from tunewise.models.head_init import init_head_from_probe
 from tunewise.models.lora import is_peft, save_adapter_and_merge
-from tunewise.training.averaging import CheckpointAverage, apply_average, interpolate_with_start
+from tunewise.training.averaging import (
+    CheckpointAverage,
+    apply_average,
+    interpolate_with_start,
+    weights_copy,
+)
 from tunewise.training.losses import LossFn, build_loss
 from tunewise.training.unfreeze import GradualUnfreezing
 
@@ -130,7 +135,7 @@ def start_weights(
         torch.manual_seed(cfg.seed)
         model = build_model(cfg, labels)
         init_head(cfg, model, train_data)
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return weights_copy(model)
 
 
 def finish_interpolation(
