@@ -1,4 +1,4 @@
-"""The default recipe's ingredients: LP-FT head initialisation and checkpoint averaging."""
+"""The recipe's ingredients: LP-FT head initialisation, checkpoint averaging, WiSE-FT, R-Drop."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 
 from tests.conftest import tiny_bert, write_csv
 from tunewise.config import load_config
-from tunewise.data.encode import encode
+from tunewise.data.encode import collate, encode
 from tunewise.errors import InputError
 from tunewise.evaluation.predict import predict_logits
 from tunewise.models.head_init import fit_probe, head_layer, init_head_from_probe
@@ -21,6 +21,8 @@ from tunewise.training.averaging import (
     apply_average,
     interpolate_with_start,
 )
+from tunewise.training.loop import batch_loss
+from tunewise.training.losses import cross_entropy, rdrop_consistency
 
 WORDS = {
     "refund": "money back refund please",
@@ -161,3 +163,36 @@ def test_train_records_head_init_and_averaging(tmp_path, tiny_model_dir):
     assert "average_last" in summary["regularization"]["active"]
     assert 0.0 < summary["interpolation"]["alpha"] <= 1.0
     assert set(summary["interpolation"]["by_alpha"]) == {str(a) for a in ALPHAS}
+
+
+def test_rdrop_consistency_is_the_symmetric_kl_between_the_two_halves():
+    p = torch.tensor([[0.7, 0.2, 0.1], [0.3, 0.3, 0.4]])
+    q = torch.tensor([[0.5, 0.25, 0.25], [0.1, 0.6, 0.3]])
+    kl = lambda a, b: (a * (a / b).log()).sum(-1).mean()  # noqa: E731
+    stacked = torch.cat([p.log(), q.log()])
+    expected = (kl(p, q) + kl(q, p)) / 2
+    torch.testing.assert_close(rdrop_consistency(stacked), expected)
+    assert rdrop_consistency(torch.cat([p.log(), p.log() + 3.0])).item() == pytest.approx(0.0)
+
+
+def test_rdrop_adds_the_kl_of_two_dropout_passes_and_nothing_without_dropout():
+    """Without dropout both copies agree, so the loss is plain cross-entropy; with dropout the
+    two passes differ and the KL term makes the loss larger."""
+    data = toy_encoded(4)
+    batch = collate(data, list(range(8)))
+    labels = batch["labels"]
+    model = tiny_bert(num_labels=3, seed=2)
+    model.eval()
+    plain = cross_entropy(model(**{k: v for k, v in batch.items() if k != "labels"}).logits, labels)
+    torch.testing.assert_close(batch_loss(model, dict(batch), cross_entropy, rdrop=4.0), plain)
+    model.train()
+    with torch.no_grad():
+        model.classifier.weight.mul_(100.0)  # confident logits, so dropout moves them visibly
+    torch.manual_seed(0)  # the same masks twice: the difference is the KL term alone
+    small = batch_loss(model, dict(batch), cross_entropy, rdrop=1e-6)
+    torch.manual_seed(0)
+    large = batch_loss(model, dict(batch), cross_entropy, rdrop=1.0 + 1e-6)
+    assert large.item() - small.item() > 0.05
+    with pytest.raises(InputError, match="train.rdrop"):
+        load_config({"name": "x", "task": "causal_lm", "output_dir": "runs",
+                     "data": {"train": "t.jsonl"}, "train": {"rdrop": 1.0}})  # fmt: skip

@@ -69,6 +69,10 @@ def load_config(
         _apply_override(raw, text, ctx)
     _task_defaults(raw)
     cfg = _build(RunConfig, _expand(raw, "", ctx), "", ctx)
+    if cfg.task == "causal_lm" and cfg.train.rdrop:
+        file, line = ctx.lines.get("train.rdrop", (origin, None))
+        why = "R-Drop compares class distributions; a causal LM has none here"
+        ctx.problems.append(Problem(file, line, "train.rdrop", why, "set train.rdrop: 0"))
     problems = sorted(ctx.problems, key=lambda p: (p.file != origin, p.line or 0))
     if problems:  # file problems in line order, then overrides
         raise ConfigError(problems)

@@ -132,6 +132,7 @@ class TrainConfig:
     packing: bool = False  # short rows share a sequence (block-diagonal mask); slower on CPU here
     loss: str = _f("cross_entropy", choices=LOSSES)
     loss_options: LossConfig = _f(factory=LossConfig)
+    rdrop: float = _f(0.0, ge=0.0)  # R-Drop: weight of the KL between two dropout passes
     average_last: int | None = _f(None, ge=2)  # mean weights of the last N evaluations
     interpolate_start: bool = False  # WiSE-FT: best mix of start and trained on validation
     checkpoint_every: int | None = _f(None, ge=1)  # None: at the end, each new best, SIGTERM

@@ -28,7 +28,7 @@ from tunewise.training import checkpoint
 from tunewise.training.callbacks import EarlyStopping
 from tunewise.training.distributed import shard
 from tunewise.training.faults import Watch
-from tunewise.training.losses import LossFn
+from tunewise.training.losses import LossFn, rdrop_consistency
 from tunewise.training.optim import build_optimizer
 from tunewise.training.schedules import build_scheduler
 
@@ -64,12 +64,22 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
-def batch_loss(model: nn.Module, batch: dict[str, torch.Tensor], loss_fn: LossFn | None):
-    """The model's own loss, or `loss_fn(logits, labels)` when a training loss was chosen."""
+def batch_loss(
+    model: nn.Module, batch: dict[str, torch.Tensor], loss_fn: LossFn | None, rdrop: float = 0.0
+):
+    """The model's own loss, or `loss_fn(logits, labels)` when a training loss was chosen.
+
+    With `rdrop` > 0 (R-Drop) the batch runs twice in one stacked forward pass, each copy under
+    its own dropout masks: the loss over both copies plus `rdrop` x their symmetric KL.
+    """
     if loss_fn is None:
         return model(**batch).loss
+    if rdrop:
+        batch = {k: torch.cat([v, v]) for k, v in batch.items()}
     labels = batch.pop("labels")
-    return loss_fn(model(**batch).logits, labels)
+    logits = model(**batch).logits
+    loss = loss_fn(logits, labels)
+    return loss + rdrop * rdrop_consistency(logits) if rdrop else loss
 
 
 def fit(
@@ -149,7 +159,8 @@ def fit(
                 mine, share = shard(part, accelerator.process_index, accelerator.num_processes)
                 batch = {k: v.to(accelerator.device) for k, v in collate_fn(data, mine).items()}
                 with accelerator.autocast():  # each micro-batch weighs by its share of the rows
-                    part_loss = batch_loss(model, batch, loss_fn) * (share * len(part) / len(rows))
+                    part_loss = batch_loss(model, batch, loss_fn, cfg.rdrop)
+                    part_loss = part_loss * (share * len(part) / len(rows))
                 accelerator.backward(part_loss)
                 loss += part_loss.detach().float()
             max_norm = cfg.clip_grad_norm if cfg.clip_grad_norm else math.inf

@@ -93,6 +93,16 @@ def pairwise_ranking(
     return F.binary_cross_entropy_with_logits(diff, target)
 
 
+def rdrop_consistency(logits: torch.Tensor) -> torch.Tensor:
+    """R-Drop's regulariser (Liang et al. 2021): `logits` are a batch run twice, stacked, so each
+    half saw its own dropout masks; returns the symmetric KL divergence between the halves'
+    predicted distributions, (KL(p1 || p2) + KL(p2 || p1)) / 2, averaged over rows."""
+    a, b = F.log_softmax(logits.float(), dim=-1).chunk(2)
+    kl_ab = F.kl_div(b, a, log_target=True, reduction="batchmean")  # KL(p_a || p_b)
+    kl_ba = F.kl_div(a, b, log_target=True, reduction="batchmean")
+    return (kl_ab + kl_ba) / 2
+
+
 def balanced_weights(counts: Sequence[int]) -> torch.Tensor:
     """Inverse-frequency class weights n / (k * n_c) (scikit-learn's "balanced"), mean 1."""
     c = torch.tensor(counts, dtype=torch.float32).clamp(min=1.0)
