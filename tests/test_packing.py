@@ -107,5 +107,7 @@ def test_prepare_only_packs_when_asked_and_possible():
         and fn is collate
         and cfg.group_by_length is True
     )
+    _, fn, cfg = prepare(tiny_bert(), TrainConfig(packing=True, rdrop=1.0))
+    assert fn is collate and cfg.group_by_length is True  # R-Drop stacks batches: not packed
     model.config.problem_type = "multi_label_classification"
     assert not packable(model)

@@ -164,10 +164,13 @@ def prepare(
     """
     if not getattr(train_cfg, "packing", False):
         return model, collate, train_cfg
-    if not packable(model):  # asked for, so say why it is not done
+    why = None  # asked for, so say why it is not done
+    if not packable(model):
+        why = f"{type(model).__name__} has no [CLS] pooler to pack"
+    elif getattr(train_cfg, "rdrop", 0.0):
+        why = "train.rdrop stacks each batch twice, which packed rows cannot"
+    if why:
         if is_main():
-            Console(stderr=True).log(
-                f"train.packing ignored: {type(model).__name__} has no [CLS] pooler to pack"
-            )
+            Console(stderr=True).log(f"train.packing ignored: {why}")
         return model, collate, train_cfg
     return enable(model), pack_collate, dataclasses.replace(train_cfg, group_by_length=False)
