@@ -121,13 +121,16 @@ def _train_cfg(**kw):
         checkpoint_every=None,
         keep_checkpoints=2,
         max_nonfinite_steps=3,
+        rdrop=0.0,
     )
     base.update(kw)
     return SimpleNamespace(**base)
 
 
 def test_fit_learns_a_separable_toy_task_and_logs_every_step():
-    model, data, records = tiny_bert(), _toy_encoded(), []
+    # two classes: with three, this 16-wide model stalls at 2/3 accuracy on 12 of 14 seeds
+    # tried, with PyTorch's own dropout too, so a pass would depend on the random stream
+    model, data, records = tiny_bert(num_labels=2), _toy_encoded(classes=2), []
 
     def evaluate(m):
         from tunewise.evaluation.predict import predict_logits

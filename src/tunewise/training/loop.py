@@ -1,6 +1,7 @@
 """The training loop: one function, read top to bottom.
 
-AdamW (no decay on biases/norms) → warmup + schedule → bf16 autocast where the hardware has it →
+AdamW (no decay on biases/norms) → warmup + schedule → bf16 autocast where the hardware has it
+(and, on CPU, dropout masks from `torch.rand`: models/rand_dropout.py) →
 global-norm clipping (the pre-clip norm is logged) → evaluation every N steps or per epoch →
 early stopping that restores the best weights. Callbacks see every log record. Each optimizer step
 takes `batch_size * grad_accum` rows, split into `grad_accum` micro-batches whose gradients add up,
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 from tunewise.data.encode import Encoded, collate, train_batches
+from tunewise.models.rand_dropout import use_rand_dropout
 from tunewise.training import checkpoint
 from tunewise.training.callbacks import EarlyStopping
 from tunewise.training.distributed import shard
@@ -121,6 +123,8 @@ def fit(
     scheduler = build_scheduler(
         optimizer, cfg.schedule, state.total_steps, round(cfg.warmup_ratio * state.total_steps)
     )
+    if device.type == "cpu":  # same dropout, masks drawn faster (models/rand_dropout.py)
+        use_rand_dropout(model)
     model, optimizer = accelerator.prepare(model, optimizer)
     trainable = [p for p in model.parameters() if p.requires_grad]
     es = cfg.early_stopping

@@ -1,0 +1,59 @@
+"""Dropout with torch.rand masks: the same distribution as nn.Dropout, the same attention."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from tests.conftest import tiny_bert
+from tunewise.models.rand_dropout import RandDropout, attention, rand_dropout, use_rand_dropout
+
+
+def test_rand_dropout_zeroes_a_fraction_p_and_keeps_the_mean():
+    torch.manual_seed(0)
+    x = torch.ones(200_000)
+    y = rand_dropout(x, 0.1)
+    assert abs((y == 0).float().mean().item() - 0.1) < 0.005
+    assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1 / 0.9))
+    assert abs(y.mean().item() - 1.0) < 0.01
+    module = RandDropout(0.1).eval()
+    assert module(x) is x  # evaluation: the identity, like nn.Dropout
+
+
+def test_rand_dropout_passes_gradients_through_the_kept_units_only():
+    torch.manual_seed(1)
+    x = torch.randn(64, 8, requires_grad=True)
+    y = rand_dropout(x, 0.5)
+    y.sum().backward()
+    kept = y.detach() != 0
+    assert torch.allclose(x.grad[kept], torch.full_like(x.grad[kept], 2.0))
+    assert (x.grad[~kept] == 0).all()
+
+
+def test_attention_with_nothing_dropped_equals_pytorch_sdpa_under_a_padding_mask():
+    """p = 1e-12 drops nothing in practice, so the rand-dropout path must reproduce SDPA,
+    including the boolean padding mask (True = attend) that transformers passes."""
+    torch.manual_seed(2)
+    q, k, v = (torch.randn(2, 3, 5, 4) for _ in range(3))
+    mask = torch.ones(2, 1, 5, 5, dtype=torch.bool)
+    mask[0, :, :, 3:] = False  # the first row's last two tokens are padding
+    module = torch.nn.Module()
+    out, _ = attention(module, q, k, v, mask, dropout=1e-12, scaling=0.5)
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.5)
+    torch.testing.assert_close(out, expected.transpose(1, 2))
+
+
+def test_swapped_model_predicts_what_it_did_and_still_drops_in_training():
+    model = tiny_bert(num_labels=3, seed=3).eval()
+    ids = torch.randint(1000, 2000, (2, 6))
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]])
+    before = model(input_ids=ids, attention_mask=mask).logits
+    assert use_rand_dropout(model) == 8  # embeddings, 3 per layer (attention, 2 outputs), head
+    assert not any(type(m) is torch.nn.Dropout for m in model.modules())
+    after = model(input_ids=ids, attention_mask=mask).logits  # padding still masked
+    torch.testing.assert_close(after, before)
+    model.train()
+    torch.manual_seed(0)
+    a = model(input_ids=ids, attention_mask=mask).logits
+    b = model(input_ids=ids, attention_mask=mask).logits
+    assert not torch.allclose(a, b)
