@@ -6,6 +6,7 @@ validation); test accuracy is read only with `--test`, for the recipe already ch
     python bench/recipe.py --quick                 # 10-shot BANKING77, plain vs LP-FT, 1 seed
     python bench/recipe.py --regimes b77_10shot --variants plain,lpft,lpft_llrd --seeds 13,14
     python bench/recipe.py --regimes b77_full --variants recipe --seeds 13 --test
+    python bench/recipe.py --regimes b77_10shot --variants ablation --test  # less one each
 
 Regimes: `b77_10shot` (10 training rows per intent, 10 other rows per intent for validation),
 `b77_full` (the demo's 90/10 split of the training file), `trec_10shot` and `trec_full` (TREC's
@@ -58,8 +59,17 @@ VARIANTS = {
         "adapt.head_init=random",
         "train.average_last=null",
         "train.interpolate_start=false",
+        "train.rdrop=0",
     ],
+    # ablations: the recipe less one ingredient each (`--variants ablation` runs them all)
+    "minus_meanpool": ["model.pooling=cls"],
+    "minus_lpft": ["adapt.head_init=random"],
+    "minus_freeze": ["adapt.method=full"],
+    "minus_average": ["train.average_last=null"],
+    "minus_wise": ["train.interpolate_start=false"],
+    "minus_rdrop": ["train.rdrop=0"],
 }
+ABLATION = ["recipe", *(name for name in VARIANTS if name.startswith("minus_"))]
 FEW_SHOT_EPOCHS = ["train.epochs=10", "train.early_stopping.patience=10"]
 
 
@@ -215,11 +225,12 @@ def main() -> None:
     args = p.parse_args()
     if args.quick:
         args.regimes, args.variants, args.seeds = "b77_10shot", "plain,lpft", "13"
+    variants = args.variants.replace("ablation", ",".join(ABLATION)).split(",")
     rows = [
         one(regime, variant, int(seed), args)
         for regime in args.regimes.split(",")
         for seed in args.seeds.split(",")  # seed-major: a cut-short batch still pairs variants
-        for variant in args.variants.split(",")
+        for variant in variants
     ]
     out = ROOT / "bench" / "results" / ("recipe_quick.json" if args.quick else "recipe.json")
     out.parent.mkdir(exist_ok=True)
