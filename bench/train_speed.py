@@ -10,7 +10,8 @@ seed 13) and number of optimizer steps for every run:
      grouping, fused AdamW, streamed validation, LP-FT head, embeddings + 3 layers frozen,
      R-Drop, which runs every batch twice)
   CN C without R-Drop (train.rdrop=0): one pass per batch, as A and B
-  CT `tunewise train` training every weight from a random head, as A and B do
+  CT `tunewise train` training every weight from a random head, one pass per batch (no
+     R-Drop), as A and B do
   CE CT with the token embeddings frozen (adapt.freeze_token_embeddings)
   CP CT with train.packing=true and a [CLS] head (not run by default: packing was slower)
   CF C with train.precision=fp32 (not run by default: separates bf16's effect)
@@ -53,7 +54,7 @@ RUNS = ("A", "B", "C", "CN", "CT", "CE")
 # weight from a random head like A and B; CE is CT with the token embeddings frozen.
 # Interpolation with the start picks its mix on the validation rows this bench scores, so it is
 # off here for every run.
-FULL = ["adapt.method=full", "adapt.head_init=random"]
+FULL = ["adapt.method=full", "adapt.head_init=random", "train.rdrop=0"]  # one pass, like A, B
 NO_SELF_SCORING = ["train.interpolate_start=false"]
 QUICK_STEPS = 120
 SEED = int(os.environ.get("TRAIN_SPEED_SEED", "13"))  # the worker's --seed
@@ -201,7 +202,7 @@ def run_tunewise(kind: str, steps: int) -> dict:
             "C": [],
             "CN": ["train.rdrop=0"],
             "CP": ["train.packing=true", "model.pooling=cls", *FULL],
-            "CF": ["train.precision=fp32"],
+            "CF": ["train.precision=fp32"],  # C in fp32
             "CT": FULL,
             "CE": [*FULL, "adapt.freeze_token_embeddings=true"],
         }[kind]

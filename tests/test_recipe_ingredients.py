@@ -135,7 +135,7 @@ def test_config_accepts_the_options_and_rejects_bad_values():
         load_config({**base, "train": {"average_last": 1}})
 
 
-def test_train_records_head_init_and_averaging(tmp_path, tiny_model_dir):
+def test_train_records_head_init_averaging_and_rdrop(tmp_path, tiny_model_dir):
     import tunewise
 
     rows = [(f"{t} {i}", lab) for i in range(12) for lab, t in WORDS.items()]
@@ -152,6 +152,7 @@ def test_train_records_head_init_and_averaging(tmp_path, tiny_model_dir):
             "precision": "fp32",
             "average_last": 2,
             "interpolate_start": True,
+            "rdrop": 0.5,
         },  # fmt: skip
         "eval": {"forgetting": []},
     }
@@ -160,7 +161,8 @@ def test_train_records_head_init_and_averaging(tmp_path, tiny_model_dir):
     assert summary["head_init"]["method"] == "linear_probe"
     assert summary["averaging"]["evaluations"] == 2
     assert summary["regularization"]["average_last"] == 2
-    assert "average_last" in summary["regularization"]["active"]
+    assert {"average_last", "rdrop"} <= set(summary["regularization"]["active"])
+    assert summary["regularization"]["rdrop"] == 0.5
     assert 0.0 < summary["interpolation"]["alpha"] <= 1.0
     assert set(summary["interpolation"]["by_alpha"]) == {str(a) for a in ALPHAS}
 

@@ -196,6 +196,7 @@ def regularization(cfg: Any, model_config: Any) -> dict[str, Any]:
         "frozen_parameters": a.method != "full" or a.freeze_token_embeddings,
         "gradual_unfreezing": a.unfreeze_every is not None,
         "layer_lr_decay": a.layer_lr_decay,
+        "rdrop": t.rdrop,
         "average_last": t.average_last,
         "interpolate_start": t.interpolate_start,
     }
@@ -207,6 +208,7 @@ def regularization(cfg: Any, model_config: Any) -> dict[str, Any]:
         "frozen_parameters": record["frozen_parameters"],
         "gradual_unfreezing": record["gradual_unfreezing"],
         "layer_lr_decay": (a.layer_lr_decay or 1.0) < 1.0,
+        "rdrop": t.rdrop > 0,
         "average_last": t.average_last is not None,
         "interpolate_start": t.interpolate_start,
     }
