@@ -195,6 +195,8 @@ def test_rdrop_adds_the_kl_of_two_dropout_passes_and_nothing_without_dropout():
     torch.manual_seed(0)
     large = batch_loss(model, dict(batch), cross_entropy, rdrop=1.0 + 1e-6)
     assert large.item() - small.item() > 0.05
-    with pytest.raises(InputError, match="train.rdrop"):
-        load_config({"name": "x", "task": "causal_lm", "output_dir": "runs",
-                     "data": {"train": "t.jsonl"}, "train": {"rdrop": 1.0}})  # fmt: skip
+    base = {"name": "x", "output_dir": "runs", "data": {"train": "t.jsonl"}}
+    with pytest.raises(InputError, match="train.rdrop.*causal_lm"):
+        load_config({**base, "task": "causal_lm", "train": {"rdrop": 1.0}})
+    with pytest.raises(InputError, match="train.rdrop.*pairwise_ranking"):
+        load_config({**base, "train": {"rdrop": 1.0, "loss": "pairwise_ranking"}})

@@ -69,9 +69,9 @@ def load_config(
         _apply_override(raw, text, ctx)
     _task_defaults(raw)
     cfg = _build(RunConfig, _expand(raw, "", ctx), "", ctx)
-    if cfg.task == "causal_lm" and cfg.train.rdrop:
+    if cfg.train.rdrop and (cfg.task == "causal_lm" or cfg.train.loss == "pairwise_ranking"):
         file, line = ctx.lines.get("train.rdrop", (origin, None))
-        why = "R-Drop compares class distributions; a causal LM has none here"
+        why = f"R-Drop compares class distributions; {cfg.task}/{cfg.train.loss} has none"
         ctx.problems.append(Problem(file, line, "train.rdrop", why, "set train.rdrop: 0"))
     problems = sorted(ctx.problems, key=lambda p: (p.file != origin, p.line or 0))
     if problems:  # file problems in line order, then overrides
