@@ -114,7 +114,7 @@ def test_interpolation_keeps_the_best_mix_on_validation_or_the_trained_model(pea
     }
 
     def evaluate(m):  # the classifier weight is alpha itself: score peaks at `peak`
-        a = float(m.classifier.weight.mean())
+        a = float(m.classifier.weight.detach().mean())
         return {"accuracy": 0.8 if peak is None else 0.8 + 0.1 - abs(a - peak)}
 
     record = interpolate_with_start(model, start_point, evaluate, "accuracy")
