@@ -18,7 +18,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import random
 import shutil
 import time
 from collections.abc import Callable
@@ -26,13 +25,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from rich.console import Console
 from safetensors import safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from tunewise.errors import InputError, Problem
+from tunewise.training.state_json import (
+    join_optimizer,
+    plain,
+    rng_state,
+    set_rng_state,
+    split_optimizer,
+)
 
 PREFIX, TMP = "step-", ".tmp-"
 LOGS = ("history.jsonl", "rows.jsonl")  # append-only run logs, cut back to the checkpoint on resume
@@ -142,15 +147,15 @@ def write_checkpoint(folder: Path, parts: dict[str, Any], state: dict[str, Any])
     tmp.mkdir(parents=True)
     try:
         save_model(parts["model"], str(tmp / "model.safetensors"))
-        tensors, opt_meta = _split_optimizer(parts["optimizer"].state_dict())
+        tensors, opt_meta = split_optimizer(parts["optimizer"].state_dict())
         save_file(tensors, str(tmp / "optimizer.safetensors"))
         scaler = parts.get("scaler")
         meta = {
             "format": FORMAT,
             **state,
             "optimizer": opt_meta,
-            "scheduler": _plain(parts["scheduler"].state_dict()),
-            "scaler": _plain(scaler.state_dict()) if scaler is not None else None,
+            "scheduler": plain(parts["scheduler"].state_dict()),
+            "scaler": plain(scaler.state_dict()) if scaler is not None else None,
             "logs": _log_sizes(folder.parent.parent),
             "rng": rng_state(),
         }
@@ -300,7 +305,7 @@ def restore(folder: Path, parts: dict[str, Any]) -> dict[str, Any]:
     meta = json.loads((folder / "state.json").read_text())
     load_model(parts["model"], str(folder / "model.safetensors"))
     parts["optimizer"].load_state_dict(
-        _join_optimizer(load_file(str(folder / "optimizer.safetensors")), meta["optimizer"])
+        join_optimizer(load_file(str(folder / "optimizer.safetensors")), meta["optimizer"])
     )
     parts["scheduler"].load_state_dict(meta["scheduler"])
     if parts.get("scaler") is not None and meta.get("scaler"):
@@ -343,62 +348,3 @@ def best_weights(model: Any, root: Path, step: int) -> dict[str, torch.Tensor] |
     live = model.state_dict()
     kept = {live[k].data_ptr(): k for k in loaded}  # tied weights were saved once
     return {k: loaded[k] if k in loaded else loaded[kept[v.data_ptr()]] for k, v in live.items()}
-
-
-def _split_optimizer(sd: dict) -> tuple[dict[str, torch.Tensor], dict]:
-    tensors, scalars = {}, {}
-    for idx, per_param in sd["state"].items():
-        for key, value in per_param.items():
-            if torch.is_tensor(value):
-                tensors[f"{idx}.{key}"] = value.detach().contiguous().cpu()
-            else:
-                scalars[f"{idx}.{key}"] = value
-    return tensors, {"param_groups": _plain(sd["param_groups"]), "scalars": scalars}
-
-
-def _join_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
-    """The inverse of `_split_optimizer`: an optimizer state_dict again."""
-    state: dict[int, dict[str, Any]] = {}
-    for name, value in [*tensors.items(), *meta["scalars"].items()]:
-        idx, key = name.split(".", 1)
-        state.setdefault(int(idx), {})[key] = value
-    groups = [
-        {k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in meta["param_groups"]
-    ]
-    return {"state": state, "param_groups": groups}
-
-
-def _plain(obj: Any) -> Any:
-    """JSON-safe copy: tuples to lists, tensors to lists, callables dropped."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items() if not callable(v)}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    if torch.is_tensor(obj):
-        return obj.tolist()
-    return obj if isinstance(obj, int | float | str | bool | type(None)) else repr(obj)
-
-
-def rng_state() -> dict[str, Any]:
-    """Python, NumPy and torch (CPU and CUDA) RNG states as JSON-friendly values."""
-    py = random.getstate()
-    np_state: Any = np.random.get_state()
-    return {
-        "python": [py[0], list(py[1]), py[2]],
-        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
-        "torch": torch.get_rng_state().tolist(),
-        "cuda": [s.tolist() for s in torch.cuda.get_rng_state_all()]
-        if torch.cuda.is_available()
-        else [],
-    }
-
-
-def set_rng_state(saved: dict[str, Any]) -> None:
-    """Put back what `rng_state` recorded, so dropout and shuffles continue as they would have."""
-    version, values, gauss = saved["python"]
-    random.setstate((version, tuple(values), gauss))
-    name, keys, pos, has_gauss, cached = saved["numpy"]
-    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(torch.tensor(saved["torch"], dtype=torch.uint8))
-    if saved.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in saved["cuda"]])

@@ -27,6 +27,7 @@ from torch import nn
 from tunewise.data.encode import Encoded, collate, train_batches
 from tunewise.models.rand_dropout import use_rand_dropout
 from tunewise.training import checkpoint
+from tunewise.training.averaging import weights_copy
 from tunewise.training.callbacks import EarlyStopping
 from tunewise.training.distributed import shard
 from tunewise.training.faults import Watch
@@ -218,10 +219,7 @@ def fit(
                     is_best, state.stopped_early = stopper.update(state.step, metrics)
                     if is_best:
                         state.best_step, state.best_metric = state.step, stopper.best_
-                        best_weights = {
-                            k: v.detach().clone()
-                            for k, v in accelerator.unwrap_model(model).state_dict().items()
-                        }
+                        best_weights = weights_copy(accelerator.unwrap_model(model))
                         if ckpt is not None:  # the best checkpoint outlives pruning
                             ckpt.save(parts, state, stopper, (loss_sum, loss_count))
             if ckpt is not None and (ckpt.due(state.step) or watch.stopping):
