@@ -67,9 +67,12 @@ class MeanPoolingBertForSequenceClassification(BertPreTrainedModel):
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-    """The mean of each row's token vectors over its real (unmasked) tokens."""
+    """The mean of each row's token vectors over its real (unmasked) tokens. `hidden` may hold the
+    batch twice over (R-Drop doubles it inside the encoder, `training/rdrop.py`)."""
     if attention_mask is None:
         return hidden.mean(1)
+    if len(attention_mask) < len(hidden):
+        attention_mask = attention_mask.repeat(len(hidden) // len(attention_mask), 1)
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
 

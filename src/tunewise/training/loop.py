@@ -33,6 +33,7 @@ from tunewise.training.distributed import shard
 from tunewise.training.faults import Watch
 from tunewise.training.losses import LossFn, rdrop_consistency
 from tunewise.training.optim import build_optimizer
+from tunewise.training.rdrop import twice
 from tunewise.training.schedules import build_scheduler
 
 
@@ -73,16 +74,16 @@ def batch_loss(
     """The model's own loss, or `loss_fn(logits, labels)` when a training loss was chosen.
 
     With `rdrop` > 0 (R-Drop) the batch runs twice in one stacked forward pass, each copy under
-    its own dropout masks: the loss over both copies plus `rdrop` x their symmetric KL.
+    its own dropout masks above the frozen layers: the loss over both copies plus `rdrop` x their
+    symmetric KL.
     """
     if loss_fn is None:
         return model(**batch).loss
-    if rdrop:
-        batch = {k: torch.cat([v, v]) for k, v in batch.items()}
     labels = batch.pop("labels")
-    logits = model(**batch).logits
-    loss = loss_fn(logits, labels)
-    return loss + rdrop * rdrop_consistency(logits) if rdrop else loss
+    if not rdrop:
+        return loss_fn(model(**batch).logits, labels)
+    logits = twice(model, batch)  # frozen lower layers run once (training/rdrop.py)
+    return loss_fn(logits, torch.cat([labels, labels])) + rdrop * rdrop_consistency(logits)
 
 
 def fit(
