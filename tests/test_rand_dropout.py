@@ -1,4 +1,4 @@
-"""Dropout with torch.rand masks: the same distribution as nn.Dropout, the same attention."""
+"""Dropout with hashed-counter masks: the same distribution as nn.Dropout, the same attention."""
 
 from __future__ import annotations
 
@@ -6,7 +6,14 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import tiny_bert
-from tunewise.models.rand_dropout import RandDropout, attention, rand_dropout, use_rand_dropout
+from tunewise.models.rand_dropout import (
+    RandDropout,
+    _lowbias32,
+    attention,
+    keep_mask,
+    rand_dropout,
+    use_rand_dropout,
+)
 
 
 def test_rand_dropout_zeroes_a_fraction_p_and_keeps_the_mean():
@@ -18,6 +25,38 @@ def test_rand_dropout_zeroes_a_fraction_p_and_keeps_the_mean():
     assert abs(y.mean().item() - 1.0) < 0.01
     module = RandDropout(0.1).eval()
     assert module(x) is x  # evaluation: the identity, like nn.Dropout
+
+
+def lowbias32(x: int) -> int:
+    """The reference hash on Python's unbounded ints, kept to 32 bits by hand."""
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & 0xFFFFFFFF
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & 0xFFFFFFFF
+    return x ^ (x >> 16)
+
+
+def test_the_hash_matches_its_reference_bit_for_bit():
+    """int32 tensors wrap their products and need masked shifts to hash like unsigned ints."""
+    values = [0, 1, 2, 12345, 2**31 - 1, 2**31, 2**32 - 1, 0x9E3779B9]
+    signed = torch.tensor([v - 2**32 if v >= 2**31 else v for v in values], dtype=torch.int32)
+    got = [v % 2**32 for v in _lowbias32(signed).tolist()]
+    assert got == [lowbias32(v) for v in values]
+
+
+def test_masks_follow_the_seed_and_are_independent_of_each_other():
+    shape = torch.Size([100, 2001])  # odd: the last 32-bit word is half used
+    torch.manual_seed(5)
+    a, p = keep_mask(shape, 0.1, torch.device("cpu"))
+    b, _ = keep_mask(shape, 0.1, torch.device("cpu"))
+    torch.manual_seed(5)
+    assert torch.equal(keep_mask(shape, 0.1, torch.device("cpu"))[0], a)
+    assert p == round(0.1 * 65536) / 65536 and a.shape == shape
+    flat_a, flat_b = a.flatten().float(), b.flatten().float()
+    corr = lambda u, v: torch.corrcoef(torch.stack([u, v]))[0, 1].abs().item()  # noqa: E731
+    assert corr(flat_a, flat_b) < 0.01  # one call and the next
+    assert corr(flat_a[:-1], flat_a[1:]) < 0.01  # the two halves of each word, and neighbours
+    assert abs(flat_a.mean().item() - 0.9) < 0.003
 
 
 def test_rand_dropout_passes_gradients_through_the_kept_units_only():
