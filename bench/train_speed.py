@@ -8,8 +8,8 @@ seed 13) and number of optimizer steps for every run:
   B  Trainer at its best on CPU (bf16=True, use_cpu=True, group_by_length, pre-tokenised)
   C  `tunewise train` with the shipped recipe (configs/banking77.yaml: bf16 autocast, length
      grouping, fused AdamW, streamed validation, LP-FT head, embeddings + 3 layers frozen,
-     R-Drop, which runs every batch twice)
-  CN C without R-Drop (train.rdrop=0): one pass per batch, as A and B
+     R-Drop, which runs every batch twice above the frozen layers)
+  CN C without R-Drop (train.rdrop=0): one pass per batch, as A and B do
   CT `tunewise train` training every weight from a random head, one pass per batch (no
      R-Drop), as A and B do
   CE CT with the token embeddings frozen (adapt.freeze_token_embeddings)

@@ -237,7 +237,12 @@ def test_shard_splits_every_micro_batch_exactly():
     assert shard([5], 1, 2) == ([5], 0.0)  # a process without rows still joins the all-reduce
 
 
-def test_two_process_ddp_matches_one_process(tmp_path, tiny_model_dir, toy_data):
+@pytest.mark.parametrize(
+    "recipe",
+    [{}, {"adapt": {"method": "freeze", "freeze_layers": 1}, "rdrop": 1.0}],
+    ids=["plain", "frozen-layer-rdrop"],  # R-Drop doubles the batch inside the wrapped model
+)
+def test_two_process_ddp_matches_one_process(tmp_path, tiny_model_dir, toy_data, recipe):
     from safetensors.torch import load_file
 
     train, test = toy_data
@@ -260,7 +265,9 @@ def test_two_process_ddp_matches_one_process(tmp_path, tiny_model_dir, toy_data)
             "early_stopping": None,
             "eval_every": 4,
             "log_every": 2,
+            "rdrop": recipe.get("rdrop", 0.0),
         },
+        "adapt": recipe.get("adapt", {}),
     }
     path = tmp_path / "ddp.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")

@@ -38,7 +38,7 @@ def keep_mask(shape: torch.Size, p: float, device: torch.device) -> tuple[torch.
     if device.type != "cpu":
         return torch.rand(shape, device=device) >= p, p
     n = shape.numel()
-    drop = round(p * 65536)
+    drop = min(round(p * 65536), 65535)  # p < 1 stays under 1: the kept units' scale is finite
     seed = int(torch.randint(-(2**31), 2**31 - 1, ()))  # torch's generator: manual_seed holds
     bits = _lowbias32(_hashed_counter((n + 1) // 2) + seed)  # hash(hash(i) + seed)
     keep = bits.view(torch.int16)[:n] >= drop - 32768  # uniform over -32768 ... 32767

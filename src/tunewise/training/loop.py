@@ -1,11 +1,12 @@
 """The training loop: one function, read top to bottom.
 
 AdamW (no decay on biases/norms) → warmup + schedule → bf16 autocast where the hardware has it
-(and, on CPU, dropout masks from `torch.rand`: models/rand_dropout.py) →
+(and, on CPU, cheap dropout masks: models/rand_dropout.py) →
 global-norm clipping (the pre-clip norm is logged) → evaluation every N steps or per epoch →
 early stopping that restores the best weights. Callbacks see every log record. Each optimizer step
 takes `batch_size * grad_accum` rows, split into `grad_accum` micro-batches whose gradients add up,
-so 4 x 8 trains like 1 x 32. `loss_fn(logits, labels)` replaces the model's own loss when given.
+so 4 x 8 trains like 1 x 32. `loss_fn(logits, labels)` replaces the model's own loss when given;
+`cfg.rdrop` adds R-Drop's consistency term (training/rdrop.py).
 With `out_dir`, checkpoints go to out_dir/checkpoints (training/checkpoint.py) and `resume_from`
 continues one exactly; a NaN/inf step is skipped and SIGTERM/SIGINT stop cleanly (faults.py).
 
