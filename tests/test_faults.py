@@ -18,7 +18,7 @@ from tests.test_training import _toy_encoded, _train_cfg
 from tunewise.errors import InputError
 from tunewise.training import checkpoint
 from tunewise.training.callbacks import History
-from tunewise.training.faults import NonFiniteAbort, TrainingInterrupted
+from tunewise.training.faults import NonFiniteAbort, TrainingInterrupted, Watch
 from tunewise.training.loop import fit
 
 
@@ -175,6 +175,17 @@ class SignalAt:
             os.kill(os.getpid(), self.sig)
 
 
+def test_a_signal_the_process_was_started_ignoring_stays_ignored():
+    original = signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as `nohup`, `&` or a supervisor
+    try:
+        watch = Watch.start(0)
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+        watch.stop()
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, original)
+
+
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_finishes_the_step_checkpoints_and_resumes_to_the_same_weights(
     tmp_path, sig, code
@@ -182,11 +193,16 @@ def test_a_signal_finishes_the_step_checkpoints_and_resumes_to_the_same_weights(
     cfg = _train_cfg(max_steps=10, early_stopping=None)
     whole = tiny_bert()
     fit(whole, _toy_encoded(), lambda m: {}, cfg, seed=0)
-    with pytest.raises(TrainingInterrupted) as stop:
-        fit(tiny_bert(), _toy_encoded(), lambda m: {}, cfg, seed=0, out_dir=tmp_path,
-            callbacks=[SignalAt(4, sig)])  # fmt: skip
+    handler = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+    original = signal.signal(sig, handler)  # a background job starts with SIGINT ignored
+    try:
+        with pytest.raises(TrainingInterrupted) as stop:
+            fit(tiny_bert(), _toy_encoded(), lambda m: {}, cfg, seed=0, out_dir=tmp_path,
+                callbacks=[SignalAt(4, sig)])  # fmt: skip
+        assert signal.getsignal(sig) is handler  # put back
+    finally:
+        signal.signal(sig, original)
     assert stop.value.exit_code == code and stop.value.checkpoint.name == "step-00000004"
-    assert signal.getsignal(sig) in (signal.default_int_handler, signal.SIG_DFL)  # put back
     resumed = tiny_bert()
     state = fit(resumed, _toy_encoded(), lambda m: {}, cfg, seed=0, out_dir=tmp_path,
                 resume_from=stop.value.checkpoint)  # fmt: skip

@@ -62,11 +62,13 @@ class Watch:
 
     @classmethod
     def start(cls, limit: int, out_dir: Path | None = None, reduce=None, log=None) -> Watch:
-        """A watch with SIGTERM/SIGINT handlers installed (main thread only; `stop` removes)."""
+        """A watch with SIGTERM/SIGINT handlers installed (main thread only; `stop` removes).
+        A signal the process was started ignoring (a background job's SIGINT) stays ignored."""
         watch = cls(limit, out_dir, reduce, log)
         if threading.current_thread() is threading.main_thread():
             for sig in SIGNALS:
-                watch.previous_[sig] = signal.signal(sig, watch._on_signal)
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    watch.previous_[sig] = signal.signal(sig, watch._on_signal)
         return watch
 
     def _on_signal(self, signum: int, frame: Any) -> None:
