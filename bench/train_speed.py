@@ -30,6 +30,8 @@ non-embedding weight trains, which C's frozen layers do not (its MFU would be ov
     .venv/bin/python bench/train_speed.py           # one epoch (282 steps) per run
 
 Prints one JSON object as its last line and writes it to bench/results/train_speed[_quick].json.
+On a CUDA machine every run trains on the GPU (B drops `use_cpu`), step ends wait for the GPU,
+and the MFU denominator is an 8192 x 8192 bf16 matmul on the GPU.
 """
 
 from __future__ import annotations
@@ -61,11 +63,14 @@ SEED = int(os.environ.get("TRAIN_SPEED_SEED", "13"))  # the worker's --seed
 
 
 def matmul_flops(size: int = 2048, seconds: float = 1.0) -> float:
-    """Best bf16 matmul FLOP/s of three timed rounds (the denominator of MFU)."""
+    """Best bf16 matmul FLOP/s of three timed rounds (the denominator of MFU), on the GPU when
+    there is one (8192 x 8192 there: 2048 would not fill it)."""
     import torch
 
-    a = torch.randn(size, size, dtype=torch.bfloat16)
-    b = torch.randn(size, size, dtype=torch.bfloat16)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    size = 8192 if device == "cuda" else size
+    a = torch.randn(size, size, dtype=torch.bfloat16, device=device)
+    b = torch.randn(size, size, dtype=torch.bfloat16, device=device)
     for _ in range(2):
         a @ b
     best = 0.0
@@ -74,8 +79,17 @@ def matmul_flops(size: int = 2048, seconds: float = 1.0) -> float:
         while time.perf_counter() - t0 < seconds / 3:
             a @ b
             n += 1
+        _sync()
         best = max(best, 2 * size**3 * n / (time.perf_counter() - t0))
     return best
+
+
+def _sync() -> None:
+    """Wait for queued GPU work, so a clock reading means the work is done (no-op on CPU)."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 class Tokens:
@@ -98,6 +112,7 @@ class StepClock:
         self.ends: list[float] = []
 
     def on_step_end(self, *args, **kwargs) -> None:
+        _sync()
         self.ends.append(time.perf_counter())
 
     def steady(self, rows_per_step: int) -> tuple[float, float]:
@@ -157,7 +172,8 @@ def run_trainer(kind: str, steps: int) -> dict:
         def on_step_end(self, args, state, control, **kwargs):
             clock.on_step_end()
 
-    tuned = {"bf16": True, "use_cpu": True, "train_sampling_strategy": "group_by_length"}
+    on_cpu = not torch.cuda.is_available()  # on a GPU machine, B trains on the GPU
+    tuned = {"bf16": True, "use_cpu": on_cpu, "train_sampling_strategy": "group_by_length"}
     args = TrainingArguments(
         output_dir=out,
         per_device_train_batch_size=cfg.train.batch_size,
@@ -345,6 +361,8 @@ def summarise(runs: dict[str, list[dict]], steps: int, args) -> dict:
         out["packing_speedup"] = round(m["CP"]["samples_per_s"] / m["CT"]["samples_per_s"], 3)
     out["runs"] = m
     out["machine"] = f"{_cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}"
+    if torch.cuda.is_available():
+        out["machine"] += f", {torch.cuda.get_device_name()}"
     out["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     name = "train_speed_quick" if args.quick else "train_speed"
     if args.runs != ",".join(RUNS) or args.seed != 13:

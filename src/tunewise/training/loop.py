@@ -128,6 +128,8 @@ def fit(
     )
     if device.type == "cpu":  # same dropout, masks drawn faster (models/rand_dropout.py)
         use_rand_dropout(model)
+    else:  # cuDNN attention builds a plan per new shape (60 ms on an H100), which length-grouped
+        torch.backends.cuda.enable_cudnn_sdp(False)  # batches keep meeting; process-wide
     model, optimizer = accelerator.prepare(model, optimizer)
     trainable = [p for p in model.parameters() if p.requires_grad]
     es = cfg.early_stopping
