@@ -164,7 +164,9 @@ def test_clipping_logs_the_pre_clip_norm_and_bounds_the_update():
     )
     assert records[0]["grad_norm"] > 1e-3  # the logged norm is before clipping
     # AdamW's first step moves each weight by ~lr regardless of scale; clipping must not break it
-    moved = max((p.detach() - before[n]).abs().max().item() for n, p in model.named_parameters())
+    moved = max(  # fit leaves the model where it trained: on a GPU when there is one
+        (p.detach().cpu() - before[n]).abs().max().item() for n, p in model.named_parameters()
+    )
     assert math.isfinite(moved) and moved <= 1.0 + 1e-6
 
 
