@@ -15,7 +15,9 @@ from collections.abc import Iterable
 from torch import nn
 
 HEAD_PATTERN = re.compile(r"(^|\.)(classifier|score|pre_classifier|lm_head)\.")
-LAYER_PATTERN = re.compile(r"\.(?:layers?|h|blocks?)\.(\d+)\.")
+_BLOCK = r"\.(?:layers?|h|blocks?)\.(\d+)"  # transformers' names for a stack of blocks
+LAYER_PATTERN = re.compile(_BLOCK + r"\.")  # a parameter inside block i
+BLOCK_PATTERN = re.compile(_BLOCK + "$")  # block i itself, as a module name
 EMBEDDING_PATTERN = re.compile(r"(^|\.)(embeddings|embed_tokens|wte|wpe)\.")
 
 

@@ -18,16 +18,16 @@ checkpointing and models with more than one stack of blocks keep the stacked inp
 
 from __future__ import annotations
 
-import re
 from contextlib import contextmanager
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import torch
 from torch import nn
 
-from tunewise.models.layers import depth, num_layers
+from tunewise.models.layers import BLOCK_PATTERN, depth, num_layers
 
-BLOCK = re.compile(r"\.(?:layers?|h|blocks?)\.(\d+)$")
+_BLOCKS: WeakKeyDictionary[nn.Module, list[nn.Module]] = WeakKeyDictionary()
 
 
 def twice(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -47,21 +47,29 @@ def twice(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 def upper_blocks(model: nn.Module) -> list[nn.Module]:
     """The blocks from the first trainable one up, when everything beneath it is frozen; else
     [] (the embeddings train, only the head trains, causal attention, gradient checkpointing,
-    several stacks of blocks)."""
+    several stacks of blocks). Called every step: what trains may change (gradual unfreezing),
+    the blocks do not, so they are found once per model."""
+    if model not in _BLOCKS:
+        _BLOCKS[model] = _blocks(model)
+    blocks = _BLOCKS[model]
+    n = len(blocks)
+    trained = [depth(name, n) for name, p in model.named_parameters() if p.requires_grad]
+    lowest = min(trained, default=0)
+    return blocks[lowest - 1 :] if 1 <= lowest <= n else []
+
+
+def _blocks(model: nn.Module) -> list[nn.Module]:
+    """`model`'s blocks in order, or [] where doubling inside it cannot apply."""
     flags = ("is_causal", "gradient_checkpointing")  # a recomputed block would miss the hooks
     if any(getattr(m, flag, False) is True for m in model.modules() for flag in flags):
         return []
     found = [(int(m.group(1)), module) for name, module in model.named_modules()
-             if (m := BLOCK.search(name))]  # fmt: skip
+             if (m := BLOCK_PATTERN.search(name))]  # fmt: skip
     blocks = dict(found)
-    if len(blocks) != len(found) or sorted(blocks) != list(range(len(blocks))):
-        return []
     n = num_layers(name for name, _ in model.named_parameters())
-    trained = [depth(name, n) for name, p in model.named_parameters() if p.requires_grad]
-    lowest = min(trained, default=0)
-    if n != len(blocks) or not 1 <= lowest <= n:
+    if len(blocks) != len(found) or sorted(blocks) != list(range(n)):
         return []
-    return [blocks[i] for i in range(lowest - 1, n)]
+    return [blocks[i] for i in range(n)]
 
 
 @contextmanager
