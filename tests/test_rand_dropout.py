@@ -12,6 +12,7 @@ from tunewise.models.rand_dropout import (
     attention,
     keep_mask,
     rand_dropout,
+    softmax_padded,
     use_rand_dropout,
 )
 
@@ -96,3 +97,15 @@ def test_swapped_model_predicts_what_it_did_and_still_drops_in_training():
     a = model(input_ids=ids, attention_mask=mask).logits
     b = model(input_ids=ids, attention_mask=mask).logits
     assert not torch.allclose(a, b)
+
+
+def test_padded_softmax_equals_softmax_at_every_row_length():
+    torch.manual_seed(4)
+    for n in (1, 5, 16, 17, 33):
+        scores = torch.randn(2, 3, 4, n, dtype=torch.bfloat16, requires_grad=True)
+        got = softmax_padded(scores)
+        assert got.shape == scores.shape
+        torch.testing.assert_close(got, torch.softmax(scores, -1))
+        (grad,) = torch.autograd.grad((got * got.detach()).sum(), scores)
+        (expected,) = torch.autograd.grad((torch.softmax(scores, -1) * got.detach()).sum(), scores)
+        torch.testing.assert_close(grad, expected)
