@@ -14,7 +14,7 @@ from tunewise.data.encode import Encoded, collate, train_batches
 from tunewise.models.adapt import adapt, count_parameters
 from tunewise.training.callbacks import EarlyStopping
 from tunewise.training.loop import fit
-from tunewise.training.optim import build_optimizer, no_decay_names
+from tunewise.training.optim import build_optimizer, clip_grad_norm, no_decay_names
 from tunewise.training.schedules import lr_multiplier
 
 
@@ -168,6 +168,38 @@ def test_clipping_logs_the_pre_clip_norm_and_bounds_the_update():
         (p.detach().cpu() - before[n]).abs().max().item() for n, p in model.named_parameters()
     )
     assert math.isfinite(moved) and moved <= 1.0 + 1e-6
+
+
+@pytest.mark.parametrize("max_norm", [0.05, None])
+def test_clipping_inside_the_fused_step_trains_like_clipping_the_gradients(max_norm):
+    """Same weights, step after step, as torch's clip_grad_norm_ then a plain fused step; the
+    gradients' scale changes from step to step, so AdamW sees the clipping (no clipping at all
+    ends far away: the comparison can fail)."""
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=True)
+    runs = {}
+    for how in ("torch", "fused", "unclipped"):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(6, 3)
+        opt = build_optimizer(model, lr=0.1, weight_decay=0.01)
+        assert opt.defaults["fused"]
+        params = list(model.parameters())
+        for step in range(6):
+            x = torch.randn(4, 6) * (1 + 3 * step)  # norms from ~1 to ~30: clipped by turns
+            model(x).pow(2).mean().backward()
+            if how == "torch" and max_norm:
+                torch.nn.utils.clip_grad_norm_(params, max_norm)
+            if how == "fused":
+                before = torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in params]))
+                norm = clip_grad_norm(accelerator, opt, params, max_norm)
+                torch.testing.assert_close(norm, before)  # the norm before clipping
+            opt.step()
+            opt.zero_grad()
+        runs[how] = torch.cat([p.detach().flatten() for p in params])
+    torch.testing.assert_close(runs["fused"], runs["torch"], rtol=1e-5, atol=1e-6)
+    if max_norm:
+        assert (runs["fused"] - runs["unclipped"]).abs().max() > 1e-2
 
 
 def test_early_stopping_restores_the_best_weights():

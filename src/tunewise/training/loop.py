@@ -33,7 +33,7 @@ from tunewise.training.callbacks import EarlyStopping
 from tunewise.training.distributed import shard
 from tunewise.training.faults import Watch
 from tunewise.training.losses import LossFn, rdrop_consistency
-from tunewise.training.optim import build_optimizer
+from tunewise.training.optim import build_optimizer, clip_grad_norm
 from tunewise.training.rdrop import twice
 from tunewise.training.schedules import build_scheduler
 
@@ -172,8 +172,7 @@ def fit(
                     part_loss = part_loss * (share * len(part) / len(rows))
                 accelerator.backward(part_loss)
                 loss += part_loss.detach().float()
-            max_norm = cfg.clip_grad_norm if cfg.clip_grad_norm else math.inf
-            grad_norm = accelerator.clip_grad_norm_(trainable, max_norm)
+            grad_norm = clip_grad_norm(accelerator, optimizer, trainable, cfg.clip_grad_norm)
             finite = watch.step_is_finite(loss, grad_norm)  # and agree on a pending stop
             if finite:  # a NaN/inf step changes no weight
                 optimizer.step()

@@ -3,6 +3,7 @@
 Decaying LayerNorm gains and biases pulls them toward zero for no regularisation benefit;
 every major recipe (BERT, HF Trainer, nanoGPT) exempts them. Optional layer-wise learning-rate
 decay (ELECTRA, BEiT) gives each layer below the top a smaller learning rate.
+`clip_grad_norm` clips the gradients' global norm, inside the fused AdamW step when it can.
 """
 
 from __future__ import annotations
@@ -58,3 +59,24 @@ def layer_scales(model: nn.Module, decay: float) -> dict[str, float]:
     d = depths(model)
     top = max(d.values(), default=0)
     return {name: decay ** (top - depth) for name, depth in d.items()}
+
+
+def clip_grad_norm(accelerator, optimizer, params: list[nn.Parameter], max_norm: float | None):
+    """The gradients' global norm before clipping; `optimizer.step()` then uses gradients
+    scaled to a norm of at most `max_norm` (None: no clipping).
+
+    With a fused AdamW and unsharded gradients (one process, or DDP) the scaling rides on the
+    step: the fused kernel divides every gradient by the optimizer's `grad_scale` as it reads
+    it (the hook `GradScaler` unscales through), so clipping costs no pass of its own over the
+    gradients (1.8% of a MiniLM step on the 2-core CPU). Otherwise (FSDP, DeepSpeed, an
+    unfused optimizer) Accelerate clips in place.
+    """
+    from accelerate.utils import DistributedType
+
+    inner = getattr(optimizer, "optimizer", optimizer)  # under an AcceleratedOptimizer
+    unsharded = (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
+    if not (inner.defaults.get("fused") and accelerator.distributed_type in unsharded):
+        return accelerator.clip_grad_norm_(params, max_norm or float("inf"))
+    norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+    inner.grad_scale = (norm / max_norm).clamp(min=1.0) if max_norm else None
+    return norm
