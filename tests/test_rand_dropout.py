@@ -109,3 +109,27 @@ def test_padded_softmax_equals_softmax_at_every_row_length():
         (grad,) = torch.autograd.grad((got * got.detach()).sum(), scores)
         (expected,) = torch.autograd.grad((torch.softmax(scores, -1) * got.detach()).sum(), scores)
         torch.testing.assert_close(grad, expected)
+
+
+def test_bf16_attention_takes_the_plain_product_where_cpu_sdpa_is_slow(monkeypatch):
+    """bf16 on CPU: the plain product (SDPA's CPU kernel is slower there), the same numbers;
+    fp32 without dropout: SDPA itself."""
+    import transformers.integrations.sdpa_attention as sdpa
+
+    torch.manual_seed(6)
+    q, k, v = (torch.randn(2, 3, 5, 4) for _ in range(3))
+    mask = torch.ones(2, 1, 5, 5, dtype=torch.bool)
+    mask[1, :, :, 4:] = False
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.5).transpose(1, 2)
+    calls = []
+    real = sdpa.sdpa_attention_forward
+    monkeypatch.setattr(
+        sdpa, "sdpa_attention_forward", lambda *a, **kw: calls.append(1) or real(*a, **kw)
+    )
+    bf16 = [t.bfloat16() for t in (q, k, v)]
+    out, _ = attention(torch.nn.Module(), *bf16, mask, dropout=0.0, scaling=0.5)
+    assert calls == [] and out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), expected, atol=2e-2, rtol=2e-2)
+    out, _ = attention(torch.nn.Module(), q, k, v, mask, dropout=0.0, scaling=0.5)
+    assert calls == [1]
+    torch.testing.assert_close(out, expected)
