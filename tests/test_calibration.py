@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.special import softmax
 
 from tunewise.evaluation.calibration import (
     N_BINS,
     calibration_report,
-    ece_of_logits,
     expected_calibration_error,
     fit_temperature,
     reliability_bins,
@@ -24,9 +24,16 @@ def calibrated_logits(n: int, k: int = 5, seed: int = 0) -> tuple[np.ndarray, np
     return logits, y
 
 
+def top(logits: np.ndarray, temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's top class and its softmax probability at `temperature`."""
+    probs = softmax(logits / temperature, axis=1)
+    return probs.argmax(1), probs.max(1)
+
+
 def test_perfectly_calibrated_predictor_has_ece_near_zero():
     logits, y = calibrated_logits(200_000)
-    assert ece_of_logits(logits, y) < 0.01
+    pred, conf = top(logits)
+    assert expected_calibration_error(conf, pred == y) < 0.01
 
 
 def test_ece_is_the_confidence_accuracy_gap():
@@ -54,7 +61,9 @@ def test_temperature_scaling_fixes_an_over_confident_predictor():
     test_logits, test_y = calibrated_logits(20_000, seed=2)
     t = fit_temperature(3.0 * val_logits, val_y)
     assert t == pytest.approx(3.0, rel=0.05)
-    doc = calibration_report(3.0 * test_logits, test_y, 3.0 * val_logits, val_y)
+    pred, conf = top(3.0 * test_logits)
+    scaled = top(3.0 * test_logits, t)[1]
+    doc = calibration_report(conf, pred == test_y, t, scaled, len(val_y))
     assert doc["ece"] > 0.1
     assert doc["ece_after_temperature"] < 0.02 < doc["ece"]
     assert doc["temperature"] == pytest.approx(t) and doc["validation_size"] == 20_000
@@ -62,6 +71,7 @@ def test_temperature_scaling_fixes_an_over_confident_predictor():
 
 def test_report_without_validation_says_why():
     logits, y = calibrated_logits(100)
-    doc = calibration_report(logits, y, note="no validation rows")
+    pred, conf = top(logits)
+    doc = calibration_report(conf, pred == y, note="no validation rows")
     assert doc["temperature"] is None and doc["ece_after_temperature"] is None
     assert doc["note"] == "no validation rows" and len(doc["bins"]) == N_BINS

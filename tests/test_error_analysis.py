@@ -18,7 +18,7 @@ def test_confident_wrong_are_the_wrong_rows_by_confidence():
     )
     y = np.array([0, 0, 1, 2, 1])  # rows 1, 2 and 3 are wrong
     texts = [f"text {i}" for i in range(5)]
-    doc = error_report(probs, y, texts, [10, 11, 12, 13, 14], LABELS, k=2)
+    doc = error_report(probs.argmax(1), probs.max(1), y, texts, [10, 11, 12, 13, 14], LABELS, k=2)
     assert doc["confident_wrong"] == [
         {"text": "text 2", "true": "b", "predicted": "c", "confidence": 0.8, "line": 12},
         {"text": "text 1", "true": "a", "predicted": "b", "confidence": 0.7, "line": 11},
@@ -32,7 +32,7 @@ def test_confused_pairs_follow_the_confusion_matrix_with_examples():
     pred = np.where(rng.random(200) < 0.3, rng.integers(0, 3, 200), y)
     probs = np.eye(3)[pred] * 0.9 + 0.1 / 3
     texts = [f"row {i}" for i in range(200)]
-    pairs = error_report(probs, y, texts, list(range(200)), LABELS)["confused_pairs"]
+    pairs = error_report(pred, probs.max(1), y, texts, list(range(200)), LABELS)["confused_pairs"]
     cm = confusion(y, pred, 3)
     off = [(int(cm[i, j]), LABELS[i], LABELS[j]) for i in range(3) for j in range(3) if i != j]
     expected = sorted((c for c in off if c[0]), key=lambda c: -c[0])
@@ -45,6 +45,5 @@ def test_confused_pairs_follow_the_confusion_matrix_with_examples():
 
 
 def test_no_errors_gives_empty_lists():
-    probs = np.eye(3)
-    doc = error_report(probs, np.arange(3), ["x", "y", "z"], [1, 2, 3], LABELS)
+    doc = error_report(np.arange(3), np.ones(3), np.arange(3), ["x", "y", "z"], [1, 2, 3], LABELS)
     assert doc == {"confident_wrong": [], "confused_pairs": []}

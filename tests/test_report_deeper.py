@@ -26,8 +26,8 @@ def deeper_metrics() -> dict:
     return {
         **_metrics(),
         "slices": slice_report(y, pred, {"length": lengths}),
-        "calibration": calibration_report(logits, y, logits[:100], y[:100]),
-        "errors": error_report(probs, y, texts, list(range(2, 302)), labels),
+        "calibration": calibration_report(probs.max(1), pred == y, 1.3, probs.max(1) ** 1.3, 100),
+        "errors": error_report(pred, probs.max(1), y, texts, list(range(2, 302)), labels),
         "forgetting": {
             "tasks": [{**task, "ci95": [-0.2, -0.12], "train_size": 2000, "test_size": 500}],
             "mean_delta": -0.16,

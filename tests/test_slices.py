@@ -85,15 +85,17 @@ def test_evaluate_glue_slices_by_length_and_named_columns():
     from tunewise.config import EvalConfig
     from tunewise.data.load import Examples
     from tunewise.evaluation.analyses import Scored, slices
+    from tunewise.evaluation.predict import TopPredictions
 
     n = 40
     channel = ["web"] * 20 + [""] * 20
     ex = Examples([f"t{i}" for i in range(n)], ["a"] * n, list(range(2, n + 2)), "t.csv")
     ex.meta = {"channel": channel}
     y = np.zeros(n, int)
-    logits = np.zeros((n, 2))
-    logits[:5, 1] = 1.0  # 5 wrong, all on web
-    scored = Scored(ex, y, logits, ["a", "b"], np.arange(n) % 8)
+    pred = np.zeros(n, int)
+    pred[:5] = 1  # 5 wrong, all on web
+    top = TopPredictions(pred, np.ones(n), None, np.arange(n) % 8 + 2)
+    scored = Scored(ex, y, top, ["a", "b"], np.arange(n) % 8)
     doc = slices(EvalConfig(slice_cols=["channel", "nope"], min_slice_size=10), scored)
     assert doc["by"] == ["length", "channel"]
     assert "column 'nope' is not in t.csv" in doc["notes"][0]

@@ -1,4 +1,4 @@
-"""Streamed validation metrics must equal the ones computed from every row's logits."""
+"""Streamed metrics and compact predictions equal those computed from every row's logits."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from tests.conftest import tiny_bert
 from tunewise.data.encode import Encoded, encode
 from tunewise.evaluation.metrics import classification_metrics
-from tunewise.evaluation.predict import predict_logits
+from tunewise.evaluation.predict import predict_logits, predict_top
 from tunewise.evaluation.stream import RunningScores, stream_scores, stream_texts
 
 
@@ -74,3 +74,19 @@ def test_unlabelled_data_scores_nothing():
     model = tiny_bert(num_labels=3)
     data = Encoded([[101, 2000, 102]] * 4, [-1] * 4, 0)
     assert stream_scores(model, data, 3)["accuracy"] == 0.0
+
+
+def test_predict_top_equals_full_logits_across_chunks(tokenizer):
+    model = tiny_bert(num_labels=4)
+    texts, labels = _texts(70)
+    logits, _ = predict_logits(model, encode(tokenizer, texts, labels, 32), batch_size=16)
+    top = predict_top(model, tokenizer, texts, 32, batch_size=8, temperature=2.0, chunk_rows=16)
+    probs = torch.tensor(logits).softmax(-1)
+    np.testing.assert_array_equal(top.pred, logits.argmax(1))  # input order, not length order
+    np.testing.assert_allclose(top.confidence, probs.amax(-1).numpy(), rtol=1e-5)
+    scaled = (torch.tensor(logits) / 2.0).softmax(-1).amax(-1).numpy()
+    np.testing.assert_allclose(top.scaled_confidence, scaled, rtol=1e-5)
+    assert (top.scaled_confidence < top.confidence).all()  # T > 1 softens every row
+    expected = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=32)["input_ids"]]
+    assert top.lengths.tolist() == expected
+    assert predict_top(model, tokenizer, texts, 32).scaled_confidence is None

@@ -30,7 +30,7 @@ from tunewise.errors import BlockingFinding, InputError, Problem
 from tunewise.evaluation import analyses, summary
 from tunewise.evaluation import baseline as base
 from tunewise.evaluation.metrics import classification_metrics
-from tunewise.evaluation.predict import embed, predict_logits
+from tunewise.evaluation.predict import embed, predict_top
 from tunewise.evaluation.stream import stream_scores
 from tunewise.findings import Finding, has_errors, print_findings, write_findings
 from tunewise.models import load as models
@@ -309,13 +309,20 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None) -> dict:
         test = stratified_sample(test, cfg.data.max_rows, cfg.seed)
     y = np.array([labels.index(t) for t in test.labels])
     bf16 = bf16_supported(next(model.parameters()).device) and cfg.train.precision != "fp32"
-    encoded = encode(tokenizer, test.texts, list(y), cfg.model.max_length)
-    logits, loss = predict_logits(model, encoded, cfg.eval.batch_size, bf16)
-    pred = logits.argmax(1)
-    metrics = summary.metrics_document(run_dir, cfg, labels, y, pred, test)
-    scored = analyses.Scored(test, y, logits, labels, analyses.token_counts(tokenizer, encoded))
+    fitted = analyses.validation_temperature(cfg, model, tokenizer, labels, bf16)
+    top = predict_top(  # a few numbers a row: memory does not grow by a row of logits
+        model,
+        tokenizer,
+        test.texts,
+        cfg.model.max_length,
+        cfg.eval.batch_size,
+        bf16,
+        analyses.temperature_of(fitted),
+    )
+    metrics = summary.metrics_document(run_dir, cfg, labels, y, top.pred, test)
+    scored = analyses.Scored(test, y, top, labels, analyses.text_tokens(tokenizer, top.lengths))
     metrics["slices"] = analyses.slices(cfg.eval, scored)
-    metrics["calibration"] = analyses.calibration(cfg, model, tokenizer, scored, bf16)
+    metrics["calibration"] = analyses.calibration(scored, fitted)
     metrics["errors"] = analyses.errors(scored)
     metrics["forgetting"] = analyses.forgetting(cfg, model.base_model, tokenizer, bf16)
     out = run_dir / ("metrics.json" if data is None else f"metrics-{Path(path).stem}.json")

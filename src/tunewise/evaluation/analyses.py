@@ -4,10 +4,14 @@ Accuracy with a CI says whether the tuned model is better on average; these say 
 safe to ship: `slices` (is some group served worse?), `calibration` (can its confidence be
 trusted?), `errors` (which mistakes to read first) and `forgetting` (did it lose general
 ability?). The maths lives in pure functions over numpy arrays (slices.py, calibration.py,
-error_analysis.py, forgetting.py); this module only fetches what they need from the run:
+error_analysis.py, forgetting.py); this module only fetches what they need from the run. The
+temperature is fitted before the test pass, which applies it as it goes (no test logits kept):
 
-    scored = Scored(test, y, logits, labels, token_counts(tokenizer, encoded))
+    fitted = validation_temperature(cfg, model, tokenizer, labels, bf16)
+    top = predict_top(model, tokenizer, test.texts, 64, temperature=temperature_of(fitted))
+    scored = Scored(test, y, top, labels, text_tokens(tokenizer, top.lengths))
     metrics["slices"] = slices(cfg.eval, scored)
+    metrics["calibration"] = calibration(scored, fitted)
 """
 
 from __future__ import annotations
@@ -21,14 +25,14 @@ import numpy as np
 from rich.console import Console
 
 from tunewise.data import sources
-from tunewise.data.encode import Encoded, encode
+from tunewise.data.encode import encode
 from tunewise.data.load import Examples
 from tunewise.data.validate import load_splits
 from tunewise.errors import InputError
-from tunewise.evaluation.calibration import calibration_report, probabilities
+from tunewise.evaluation.calibration import calibration_report, fit_temperature
 from tunewise.evaluation.error_analysis import error_report
 from tunewise.evaluation.forgetting import Embed, forgetting_report
-from tunewise.evaluation.predict import embed, predict_logits
+from tunewise.evaluation.predict import TopPredictions, embed, predict_logits
 from tunewise.evaluation.slices import LENGTH, length_buckets, slice_report
 
 console = Console(stderr=True)
@@ -40,15 +44,15 @@ class Scored:
 
     test: Examples
     y: np.ndarray
-    logits: np.ndarray
+    top: TopPredictions
     labels: list[str]
     token_counts: np.ndarray  # tokens per row, special tokens excluded, after truncation
 
 
-def token_counts(tokenizer: Any, encoded: Encoded) -> np.ndarray:
+def text_tokens(tokenizer: Any, lengths: np.ndarray) -> np.ndarray:
     """Text tokens per row: the encoded length minus [CLS]/[SEP]-style special tokens."""
     special = tokenizer.num_special_tokens_to_add(pair=False)
-    return np.maximum(encoded.lengths() - special, 0)
+    return np.maximum(np.asarray(lengths) - special, 0)
 
 
 def slices(eval_cfg: Any, scored: Scored) -> dict[str, Any]:
@@ -60,25 +64,41 @@ def slices(eval_cfg: Any, scored: Scored) -> dict[str, Any]:
             columns[col] = scored.test.meta[col]
         else:
             notes.append(f"column '{col}' is not in {scored.test.source}; not sliced by it")
-    pred = scored.logits.argmax(1)
-    return slice_report(scored.y, pred, columns, eval_cfg.min_slice_size, notes)
+    return slice_report(scored.y, scored.top.pred, columns, eval_cfg.min_slice_size, notes)
 
 
 def errors(scored: Scored) -> dict[str, Any]:
     """The most confident wrong predictions and the most confused class pairs, with texts."""
-    probs = probabilities(scored.logits)
-    return error_report(probs, scored.y, scored.test.texts, scored.test.lines, scored.labels)
+    top, test = scored.top, scored.test
+    return error_report(top.pred, top.confidence, scored.y, test.texts, test.lines, scored.labels)
 
 
-def calibration(cfg: Any, model: Any, tokenizer: Any, scored: Scored, bf16: bool) -> dict:
-    """ECE and reliability bins on test; temperature fitted on the run's validation rows."""
+Fitted = tuple[float, int] | str  # (temperature, validation rows), or why none was fitted
+
+
+def validation_temperature(
+    cfg: Any, model: Any, tokenizer: Any, labels: list[str], bf16: bool
+) -> Fitted:
+    """Temperature scaling's T, fitted on the run's validation rows (or why it was not)."""
     if not cfg.eval.temperature_scaling:
-        note = "temperature scaling is off (eval.temperature_scaling: false)"
-        return calibration_report(scored.logits, scored.y, note=note)
-    val = validation_logits(cfg, model, tokenizer, scored.labels, bf16)
+        return "temperature scaling is off (eval.temperature_scaling: false)"
+    val = validation_logits(cfg, model, tokenizer, labels, bf16)
     if isinstance(val, str):
-        return calibration_report(scored.logits, scored.y, note=val)
-    return calibration_report(scored.logits, scored.y, *val)
+        return val
+    return fit_temperature(*val), len(val[1])
+
+
+def temperature_of(fitted: Fitted) -> float | None:
+    return None if isinstance(fitted, str) else fitted[0]
+
+
+def calibration(scored: Scored, fitted: Fitted) -> dict:
+    """ECE and reliability bins on test, before and after the validation temperature."""
+    top, correct = scored.top, scored.top.pred == scored.y
+    if isinstance(fitted, str):
+        return calibration_report(top.confidence, correct, note=fitted)
+    t, rows = fitted
+    return calibration_report(top.confidence, correct, t, top.scaled_confidence, rows)
 
 
 def validation_logits(
@@ -87,7 +107,8 @@ def validation_logits(
     """Logits and class ids of the run's validation rows, or why they are unavailable.
 
     `load_splits` with the run's data config and seed rebuilds the same validation split
-    training used (the split is seeded and stratified), or reads the validation file.
+    training used (the split is seeded and stratified), or reads the validation file. Its
+    size is the run's, whatever file `evaluate --data` scores.
     """
     try:
         validation = load_splits(cfg.data, cfg.seed).validation

@@ -6,6 +6,8 @@ usually over-confident. This module measures it (expected calibration error over
 confidence bins, plus the bins for a reliability diagram) and fixes what a single number can
 fix: temperature scaling, one scalar T fitted on validation logits by minimising the negative
 log-likelihood, then applied to the test logits (predictions do not change, only confidences).
+The report itself needs only each test row's top confidence (at T = 1 and at the fitted T) and
+whether it was right, so `tunewise evaluate` keeps no test logits.
 
 The result goes into metrics.json as `"calibration"`:
 
@@ -25,15 +27,10 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize_scalar
-from scipy.special import log_softmax, softmax
+from scipy.special import log_softmax
 
 N_BINS = 15
 LOG_T_BOUNDS = (-3.0, 3.0)  # T from 0.05 to 20: far wider than any trained classifier needs
-
-
-def probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Row-wise softmax of `logits / temperature`."""
-    return softmax(np.asarray(logits, dtype=np.float64) / temperature, axis=1)
 
 
 def _bin_index(confidence: np.ndarray, n_bins: int) -> np.ndarray:
@@ -75,12 +72,6 @@ def expected_calibration_error(
     return float(sum(gaps) / total)
 
 
-def ece_of_logits(logits: np.ndarray, y: np.ndarray, temperature: float = 1.0) -> float:
-    """ECE of the top-class confidence of `logits` (scaled by `temperature`) against `y`."""
-    probs = probabilities(logits, temperature)
-    return expected_calibration_error(probs.max(1), probs.argmax(1) == np.asarray(y))
-
-
 def negative_log_likelihood(logits: np.ndarray, y: np.ndarray, temperature: float) -> float:
     """Mean cross-entropy of `logits / temperature` against class ids `y`."""
     logp = log_softmax(np.asarray(logits, dtype=np.float64) / temperature, axis=1)
@@ -105,31 +96,31 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
 
 
 def calibration_report(
-    test_logits: np.ndarray,
-    test_y: np.ndarray,
-    val_logits: np.ndarray | None = None,
-    val_y: np.ndarray | None = None,
+    confidence: np.ndarray,
+    correct: np.ndarray,
+    temperature: float | None = None,
+    scaled_confidence: np.ndarray | None = None,
+    validation_size: int | None = None,
     note: str | None = None,
 ) -> dict[str, Any]:
-    """The `"calibration"` section of metrics.json (shape in the module docstring).
+    """The `"calibration"` section of metrics.json (shape in the module docstring), from each
+    test row's top-class confidence and whether the top class was right.
 
-    Temperature scaling runs only when validation logits are given; `note` says why not.
+    `temperature` (fitted on `validation_size` validation rows) comes with the test rows'
+    `scaled_confidence` at that temperature; without them `note` says why not.
     """
-    probs = probabilities(test_logits)
-    correct = probs.argmax(1) == np.asarray(test_y)
     doc: dict[str, Any] = {
-        "ece": expected_calibration_error(probs.max(1), correct),
+        "ece": expected_calibration_error(confidence, correct),
         "ece_after_temperature": None,
         "temperature": None,
         "n_bins": N_BINS,
         "validation_size": None,
-        "bins": reliability_bins(probs.max(1), correct),
+        "bins": reliability_bins(confidence, correct),
     }
-    if val_logits is not None and val_y is not None and len(val_y):
-        temperature = fit_temperature(val_logits, val_y)
+    if temperature is not None and scaled_confidence is not None:
         doc["temperature"] = temperature
-        doc["ece_after_temperature"] = ece_of_logits(test_logits, test_y, temperature)
-        doc["validation_size"] = int(len(val_y))
+        doc["ece_after_temperature"] = expected_calibration_error(scaled_confidence, correct)
+        doc["validation_size"] = validation_size
     elif note:
         doc["note"] = note
     return doc

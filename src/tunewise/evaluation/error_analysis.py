@@ -27,7 +27,8 @@ EXAMPLES_PER_PAIR = 3
 
 
 def confident_wrong(
-    probs: np.ndarray,
+    pred: np.ndarray,
+    conf: np.ndarray,
     y: np.ndarray,
     texts: Sequence[str],
     lines: Sequence[int],
@@ -35,7 +36,6 @@ def confident_wrong(
     k: int = TOP_K,
 ) -> list[dict[str, Any]]:
     """The `k` wrong predictions with the highest confidence, most confident first."""
-    pred, conf = probs.argmax(1), probs.max(1)
     wrong = np.flatnonzero(pred != y)
     order = wrong[np.argsort(-conf[wrong], kind="stable")][:k]  # ties keep test-file order
     return [
@@ -76,16 +76,18 @@ def confused_pairs(
 
 
 def error_report(
-    probs: np.ndarray,
+    pred: np.ndarray,
+    confidence: np.ndarray,
     y: np.ndarray,
     texts: Sequence[str],
     lines: Sequence[int],
     labels: Sequence[str],
     k: int = TOP_K,
 ) -> dict[str, Any]:
-    """The `"errors"` section of metrics.json (shape in the module docstring)."""
-    y = np.asarray(y)
+    """The `"errors"` section of metrics.json (shape in the module docstring), from each row's
+    predicted class and its probability."""
+    y, pred, confidence = np.asarray(y), np.asarray(pred), np.asarray(confidence)
     return {
-        "confident_wrong": confident_wrong(probs, y, texts, lines, labels, k),
-        "confused_pairs": confused_pairs(y, probs.argmax(1), texts, labels, k),
+        "confident_wrong": confident_wrong(pred, confidence, y, texts, lines, labels, k),
+        "confused_pairs": confused_pairs(y, pred, texts, labels, k),
     }

@@ -1,10 +1,10 @@
 """Streamed evaluation: metrics from a running confusion matrix, memory flat in the data size.
 
-`predict_logits` keeps every row's logits (rows x classes floats) because the report needs
-them (calibration, error analysis). Validation during training needs only loss, accuracy and
-macro-F1, which a K x K confusion matrix and a loss sum carry exactly; so nothing grows with
-the number of rows. `stream_texts` also tokenises chunk by chunk, for files too big to encode
-at once:
+Validation during training needs only loss, accuracy and macro-F1, which a K x K confusion
+matrix and a loss sum carry exactly; so nothing grows with the number of rows. (`tunewise
+evaluate` needs per-row outcomes for its slices and error analysis, and keeps a few numbers a
+row: `predict.predict_top`.) `stream_texts` also tokenises chunk by chunk, for files too big
+to encode at once:
 
     scores = stream_scores(model, val_data, n_classes=77, batch_size=128, bf16=True)
     scores = stream_texts(model, tokenizer, iter(texts), iter(label_ids), 77, max_length=64)
@@ -13,7 +13,6 @@ at once:
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from contextlib import nullcontext
 from itertools import islice
 from typing import Any
 
@@ -23,6 +22,7 @@ import torch.nn.functional as F
 
 from tunewise.data.encode import Encoded, collate, encode, eval_batches
 from tunewise.evaluation.metrics import metrics_from_confusion
+from tunewise.evaluation.predict import autocast
 
 
 class RunningScores:
@@ -54,11 +54,6 @@ class RunningScores:
         }
 
 
-def _autocast(model: Any, bf16: bool):
-    device = next(model.parameters()).device
-    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
-
-
 @torch.inference_mode()
 def update_scores(
     running: RunningScores, model: Any, data: Encoded, batch_size: int, bf16: bool
@@ -69,7 +64,7 @@ def update_scores(
     for rows in eval_batches(data.lengths(), batch_size):
         batch = {k: v.to(device) for k, v in collate(data, rows).items()}
         labels = batch.pop("labels")
-        with _autocast(model, bf16):
+        with autocast(model, bf16):
             running.update(model(**batch).logits, labels)
 
 

@@ -10,22 +10,15 @@ terms) in left-padded batches sorted by prompt length. Perplexity counts only la
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
+from tunewise.evaluation.predict import autocast
 from tunewise.llm.packing import collate_padded
 from tunewise.llm.template import IGNORE, SFTRows
-
-
-def _autocast(model, bf16: bool):
-    device = next(model.parameters()).device
-    if not bf16:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 @torch.no_grad()
@@ -52,7 +45,7 @@ def generate(
         for r, j in enumerate(part):
             ids[r, width - len(prompts[j]) :] = torch.tensor(prompts[j])
             mask[r, width - len(prompts[j]) :] = 1
-        with _autocast(model, bf16):
+        with autocast(model, bf16):
             gen = model.generate(
                 input_ids=ids.to(device),
                 attention_mask=mask.to(device),
@@ -78,7 +71,7 @@ def token_nll(model, rows: SFTRows, batch_size: int = 8, bf16: bool = False) -> 
             k: v.to(device) for k, v in collate_padded(rows, order[i : i + batch_size]).items()
         }
         labels = batch.pop("labels")
-        with _autocast(model, bf16):
+        with autocast(model, bf16):
             logits = model(**batch).logits
         logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
         target = labels[:, 1:]
