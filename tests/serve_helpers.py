@@ -23,14 +23,20 @@ def _tokenizer():
     return AutoTokenizer.from_pretrained(resolve_model("minilm-l6"))
 
 
-def classifier_run(root: Path) -> Path:
-    """root/config.yaml (task: classification) and root/model/ with LABELS as id2label."""
+def classifier_run(root: Path, precision: str = "auto") -> Path:
+    """root/config.yaml (task: classification) and root/model/ with LABELS as id2label; the
+    same weights every call. `precision` is the run's train.precision, which serving follows."""
     model = tiny_bert(len(LABELS))
     model.config.id2label = dict(enumerate(LABELS))
     model.config.label2id = {v: k for k, v in model.config.id2label.items()}
     model.save_pretrained(root / "model")
     _tokenizer().save_pretrained(root / "model")
-    config = {"task": "classification", "name": root.name, "model": {"max_length": 32}}
+    config = {
+        "task": "classification",
+        "name": root.name,
+        "model": {"max_length": 32},
+        "train": {"precision": precision},
+    }
     (root / "config.yaml").write_text(yaml.safe_dump(config))
     return root
 

@@ -83,6 +83,35 @@ def test_concurrent_requests_share_forward_passes(predictor, run_dir):
         assert got.json()["score"] == pytest.approx(want["score"], abs=1e-5)
 
 
+def test_sorted_sub_batches_answer_each_text_as_if_alone(tmp_path):
+    predictor = load_predictor(classifier_run(tmp_path / "fp32", precision="fp32"))
+    texts = [" ".join(["card"] * (i * 7 % 11 + 1)) + f" refund {i}" for i in range(40)]
+    assert len(texts) > predictor.SUB_BATCH  # several sorted sub-batches, lengths interleaved
+    together = predictor.predict(texts, top_k=3)
+    for text, got in zip(texts, together, strict=True):  # put back in input order
+        alone = predictor.predict([text], top_k=3)[0]
+        assert [c["label"] for c in got["top_k"]] == [c["label"] for c in alone["top_k"]]
+        assert got["score"] == pytest.approx(alone["score"], abs=1e-6)
+
+
+def test_classifier_serves_in_the_precision_the_run_was_evaluated_in(tmp_path):
+    import torch
+
+    from tunewise.training.loop import bf16_supported
+
+    auto = load_predictor(classifier_run(tmp_path / "auto"))
+    fp32 = load_predictor(classifier_run(tmp_path / "fp32", precision="fp32"))
+    assert fp32.bf16 is False and auto.bf16 == bf16_supported(torch.device("cpu"))
+    texts = [f"my card number {i} was lost abroad" for i in range(8)]
+    gaps = [
+        abs(a["score"] - b["score"])
+        for a, b in zip(auto.predict(texts), fp32.predict(texts), strict=True)
+    ]
+    assert max(gaps) < 1e-3  # the same weights and answers, rounded differently
+    if auto.bf16:
+        assert max(gaps) > 0  # autocast really ran
+
+
 def test_micro_batcher_gathers_queued_items_into_one_call():
     calls: list[list[int]] = []
 

@@ -53,10 +53,17 @@ def _trust(cfg: dict[str, Any]) -> bool:
 
 
 class TorchClassifier:
-    """A sequence classifier in eval mode: one forward pass per call, padded to the longest text."""
+    """A sequence classifier in eval mode, in the precision `evaluate` scored the run in (bf16
+    autocast where the hardware has it, unless the run's train.precision is fp32). Each call
+    sorts its texts by length and runs them `SUB_BATCH` at a time, each padded to its longest.
+    """
+
+    SUB_BATCH = 16  # a micro-batch of 32 in two sorted halves: 1.2x the texts/s of one pass
 
     def __init__(self, run_dir: Path, cfg: dict[str, Any]):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from tunewise.training.loop import bf16_supported
 
         folder = Path(run_dir) / "model"
         trust = _trust(cfg)
@@ -68,17 +75,26 @@ class TorchClassifier:
         self.labels: list[str] = [str(self.model.config.id2label[i]) for i in range(n)]
         self.max_length = _max_length(cfg)
         self.task = "classification"
+        precision = (cfg.get("train") or {}).get("precision", "auto")
+        self.bf16 = precision != "fp32" and bf16_supported(self.model.device)
 
     def predict(self, texts: list[str], top_k: int = 5) -> list[dict]:
         import torch
 
+        from tunewise.data.encode import collate, encode, eval_batches
+
         if not texts:
             return []
-        batch = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        )
-        with torch.inference_mode():
-            probs = torch.softmax(self.model(**batch).logits.float(), dim=-1)
+        data = encode(self.tokenizer, texts, None, self.max_length)
+        probs = torch.empty(len(texts), len(self.labels))
+        autocast = torch.autocast(self.model.device.type, torch.bfloat16, enabled=self.bf16)
+        with torch.inference_mode(), autocast:
+            for rows in eval_batches(data.lengths(), self.SUB_BATCH):
+                batch = collate(data, rows)
+                out = self.model(
+                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+                )
+                probs[rows] = torch.softmax(out.logits.float(), dim=-1)
         k = max(1, min(top_k, len(self.labels)))
         scores, ids = probs.topk(k, dim=-1)
         pairs = zip(scores.tolist(), ids.tolist(), strict=True)
