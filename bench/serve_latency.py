@@ -52,6 +52,8 @@ def bench_pipeline(model: Path, lat_texts: list[str], tp_texts: list[str]) -> di
     """Single-text calls of transformers.pipeline, in this process, one after another."""
     import transformers
 
+    import tunewise  # noqa: F401  # registers the mean-pooled head's model type with Auto*
+
     transformers.logging.set_verbosity_error()
     pipe = transformers.pipeline("text-classification", model=str(model), device="cpu")
     for t in lat_texts[:20]:

@@ -15,6 +15,8 @@ seed 13) and number of optimizer steps for every run:
   CE CT with the token embeddings frozen (adapt.freeze_token_embeddings)
   CP CT with train.packing=true and a [CLS] head (not run by default: packing was slower)
   CF C with train.precision=fp32 (not run by default: separates bf16's effect)
+  CC CE compiled by torch.compile (inductor, dynamic shapes) through Accelerate's TorchDynamo
+     plugin, which `tunewise train` takes from ACCELERATE_DYNAMO_BACKEND (not run by default)
 
 Interpolation with the start is off in every tunewise run: it picks its mix on the validation
 rows this bench scores. Each run is a fresh subprocess (honest peak RSS); runs are interleaved
@@ -109,7 +111,12 @@ class StepClock:
     """End time of every optimizer step (steady state = first end to last end)."""
 
     def __init__(self):
+        self.first_begin: float | None = None
         self.ends: list[float] = []
+
+    def on_step_begin(self, *args, **kwargs) -> None:
+        if self.first_begin is None:
+            self.first_begin = time.perf_counter()
 
     def on_step_end(self, *args, **kwargs) -> None:
         _sync()
@@ -221,8 +228,11 @@ def run_tunewise(kind: str, steps: int) -> dict:
             "CF": ["train.precision=fp32"],  # C in fp32
             "CT": FULL,
             "CE": [*FULL, "adapt.freeze_token_embeddings=true"],
+            "CC": [*FULL, "adapt.freeze_token_embeddings=true"],
         }[kind]
     )
+    if kind == "CC":  # read by accelerate.Accelerator, which `fit` builds
+        os.environ.update(ACCELERATE_DYNAMO_BACKEND="INDUCTOR", ACCELERATE_DYNAMO_USE_DYNAMIC="1")
     tokens, clock = Tokens(), StepClock()
     plain, packed, fit = packing.collate, packing.pack_collate, pipeline.fit
 
@@ -248,7 +258,18 @@ def run_tunewise(kind: str, steps: int) -> dict:
     tok = load_tokenizer(cfg.model.name)
     model = AutoModelForSequenceClassification.from_pretrained(run_dir / "model")
     precision = "fp32" if kind == "CF" else "auto (bf16)"
-    return _summary(kind, clock, tokens, model, cfg, splits, tok, wall, precision)
+    out = _summary(kind, clock, tokens, model, cfg, splits, tok, wall, precision)
+    if kind == "CC":
+        from torch._dynamo.utils import counters
+
+        out["compiled_graphs"] = int(counters["stats"]["unique_graphs"])
+        out["first_step_seconds"] = round(clock.ends[0] - clock.first_begin, 2)
+        half = len(clock.ends) // 2  # after the recompiles for new shapes have settled
+        late = clock.ends[-1] - clock.ends[half]
+        out["second_half_samples_per_s"] = round(
+            (len(clock.ends) - 1 - half) * cfg.train.batch_size / late, 2
+        )
+    return out
 
 
 def _summary(kind, clock, tokens, model, cfg, splits, tok, wall, precision) -> dict:
@@ -289,7 +310,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_STEPS} steps per run")
     parser.add_argument("--steps", type=int, help="optimizer steps per run (default: one epoch)")
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--runs", default=",".join(RUNS), help="any of A,B,C,CN,CT,CE,CP,CF")
+    parser.add_argument("--runs", default=",".join(RUNS), help="any of A,B,C,CN,CT,CE,CP,CF,CC")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
