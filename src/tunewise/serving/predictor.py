@@ -82,13 +82,13 @@ class TorchClassifier:
         import torch
 
         from tunewise.data.encode import collate, encode, eval_batches
+        from tunewise.evaluation.predict import autocast
 
         if not texts:
             return []
         data = encode(self.tokenizer, texts, None, self.max_length)
         probs = torch.empty(len(texts), len(self.labels))
-        autocast = torch.autocast(self.model.device.type, torch.bfloat16, enabled=self.bf16)
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode(), autocast(self.model, self.bf16):
             for rows in eval_batches(data.lengths(), self.SUB_BATCH):
                 batch = collate(data, rows)
                 out = self.model(
