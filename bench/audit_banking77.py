@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from tunewise.config import load_config
-from tunewise.curation import run_audit
+from tunewise.data.curate import run_audit
 from tunewise.data.load import read_examples
 from tunewise.data.split import stratified_sample
 

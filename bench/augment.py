@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tunewise.errors import BlockingFinding
+from tunewise.core.errors import BlockingFinding
 from tunewise.pipeline import run
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -42,7 +42,7 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import transformers
 
-    from tunewise.comparison import compare_methods
+    from tunewise.studies.compare import compare_methods
 
     transformers.logging.set_verbosity_error()
     methods = args.methods.split(",")

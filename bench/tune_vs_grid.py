@@ -90,7 +90,6 @@ def base_overrides(mode: str, data_dir: Path) -> list[str]:
         "audit.label_noise=false",
         "track.backends=[]",
         "tune.retrain=false",
-        "tune.evals_per_epoch=2",
         "tune.metric=accuracy",
     ]
 
@@ -100,7 +99,7 @@ def run_study(name: str, overrides: list[str], stop_at: float | None = None) -> 
     import optuna
 
     from tunewise.config import load_config
-    from tunewise.tuning import search
+    from tunewise.studies.tune import search
 
     cfg = load_config(ROOT / "configs" / "banking77.yaml", [*overrides, f"name={name}"])
     cfg.tune.space = SPACE
@@ -206,7 +205,7 @@ def main() -> None:
             for k in ("samples", "steps", "seconds")
         }
     best = max(runs, key=lambda r: r["best_validation_accuracy"])
-    from tunewise.tuning.space import overrides as as_overrides
+    from tunewise.studies.tune.space import overrides as as_overrides
 
     tested = {
         "tpe_best": test_accuracy(f"{prefix}_best", [*base, *as_overrides(best["best_params"])]),

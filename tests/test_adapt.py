@@ -11,7 +11,7 @@ from torch import nn
 from tests.conftest import tiny_bert
 from tests.test_training import _toy_encoded, _train_cfg
 from tunewise.config import ADAPT_METHODS
-from tunewise.errors import InputError
+from tunewise.core.errors import InputError
 from tunewise.models.adapt import METHODS, adapt, count_parameters, frozen_names
 from tunewise.models.layers import depth, depths, num_layers
 from tunewise.training.loop import fit

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from tunewise.cli import main
-from tunewise.comparison import split_overrides
-from tunewise.errors import InputError
+from tunewise.core.errors import InputError
+from tunewise.studies.compare import split_overrides
 
 
 @pytest.fixture(scope="module")

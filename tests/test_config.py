@@ -15,8 +15,8 @@ from tunewise.config import (
     dump_config,
     load_config,
 )
+from tunewise.core.errors import InputError
 from tunewise.data import sources
-from tunewise.errors import InputError
 
 
 def write(tmp_path: Path, text: str, name: str = "run.yaml") -> Path:

@@ -9,10 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from tunewise.core.errors import InputError
 from tunewise.data.load import Examples, read_examples
 from tunewise.data.split import stratified_sample, stratified_split
 from tunewise.data.validate import check_splits, label_order, load_splits
-from tunewise.errors import InputError
 
 BANKING = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77"
 ROWS = [(f"text number {i}", ["a", "b", "c"][i % 3]) for i in range(12)]

@@ -11,7 +11,7 @@ import yaml
 
 from tunewise.cli import main
 from tunewise.config import DoctorConfig
-from tunewise.report.doctor import diagnose
+from tunewise.doctor.diagnose import diagnose
 
 HEALTHY = {
     "config": {

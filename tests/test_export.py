@@ -10,7 +10,7 @@ import torch
 
 from tests.tiny_run import trained_run
 from tunewise.cli import main
-from tunewise.errors import InputError
+from tunewise.core.errors import InputError
 from tunewise.serving.export import export
 from tunewise.serving.onnx_backend import OnnxPredictor
 

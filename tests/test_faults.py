@@ -15,10 +15,10 @@ import torch.nn.functional as F
 
 from tests.conftest import tiny_bert
 from tests.test_training import _toy_encoded, _train_cfg
-from tunewise.errors import InputError
+from tunewise.core.errors import InputError, TrainingInterrupted
 from tunewise.training import checkpoint
 from tunewise.training.callbacks import History
-from tunewise.training.faults import NonFiniteAbort, TrainingInterrupted, Watch
+from tunewise.training.faults import NonFiniteAbort, Watch
 from tunewise.training.loop import fit
 
 

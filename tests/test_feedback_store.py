@@ -21,7 +21,7 @@ import requests
 
 from tests.postgres import postgres_server
 from tests.serve_helpers import classifier_run
-from tunewise.errors import InputError
+from tunewise.core.errors import InputError
 from tunewise.feedback.store import IdempotencyConflict, open_store, read_feedback
 from tunewise.serving.server import free_port
 

@@ -1,5 +1,5 @@
-"""Causal-LM SFT (tunewise/llm): data checks, completion-only masking, packing, metrics, canaries,
-and an end-to-end `tunewise run` on a tiny random Llama built in memory.
+"""Causal-LM SFT (tunewise/tasks/causal_lm): data checks, completion-only masking, packing,
+metrics, canaries, and an end-to-end `tunewise run` on a tiny random Llama built in memory.
 
     .venv/bin/python -m pytest -q tests/test_llm.py            # ~30 s
     .venv/bin/python -m pytest -q -m slow tests/test_llm.py    # + real SmolLM2 smoke run
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tunewise.errors import InputError
-from tunewise.llm.data import Conversation, read_conversations
-from tunewise.llm.template import IGNORE, encode_chat, encode_conversations
+from tunewise.core.errors import InputError
+from tunewise.tasks.causal_lm.data import Conversation, read_conversations
+from tunewise.tasks.causal_lm.template import IGNORE, encode_chat, encode_conversations
 
 CHAT = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content']"
@@ -164,7 +164,12 @@ def test_overlength_policies_count_and_never_train_on_empty_rows(tok):
 def test_packed_loss_equals_unpacked_loss(tok):
     import torch
 
-    from tunewise.llm.packing import collate_packed, collate_padded, pack, padding_fraction
+    from tunewise.tasks.causal_lm.packing import (
+        collate_packed,
+        collate_padded,
+        pack,
+        padding_fraction,
+    )
 
     convs = [
         Conversation(DIALOGUE, 1),
@@ -192,7 +197,7 @@ def test_packed_loss_equals_unpacked_loss(tok):
 
 
 def test_text_metrics_and_paired_comparison():
-    from tunewise.llm.metrics import compare_generations, rouge_l
+    from tunewise.tasks.causal_lm.metrics import compare_generations, rouge_l
 
     assert rouge_l("the cat sat", "the cat sat") == 1.0
     assert rouge_l("a b c d", "a x c y") == pytest.approx(0.5)
@@ -209,7 +214,7 @@ def test_text_metrics_and_paired_comparison():
 
 
 def test_canaries_are_planted_and_scored(tok):
-    from tunewise.llm.canary import make_canaries, measure, plant
+    from tunewise.tasks.causal_lm.canary import make_canaries, measure, plant
 
     canaries = make_canaries([1, 4], seed=3)
     assert len({c.secret for c in canaries}) == 2 and all(len(c.secret) == 8 for c in canaries)
@@ -321,8 +326,8 @@ def test_pii_in_chat_without_redaction_is_flagged(tmp_path):
     import yaml
 
     from tunewise.config import RunConfig
-    from tunewise.findings import Finding, write_findings
-    from tunewise.report.doctor import diagnose
+    from tunewise.core.findings import Finding, write_findings
+    from tunewise.doctor.diagnose import diagnose
 
     write_findings(
         tmp_path / "audit.json", [Finding("pii", "warning", "3 turns", "redact", {"data": "chat"})]
@@ -368,7 +373,7 @@ def test_smollm2_smoke_run(tmp_path):
 
 def test_redaction_reaches_the_split_files_the_run_dir_keeps(tmp_path):
     from tunewise.config import load_config
-    from tunewise.llm.stage import audit_pii, load_sft_splits, start_sft_run
+    from tunewise.tasks.causal_lm import task
 
     rows = [{"messages": [{"role": "user", "content": f"mail me at jo{i}@example.org please"},
                           {"role": "assistant", "content": f"sent to jo{i}@example.org"}]}
@@ -377,10 +382,12 @@ def test_redaction_reaches_the_split_files_the_run_dir_keeps(tmp_path):
     cfg = load_config({"task": "causal_lm", "name": "r", "output_dir": str(tmp_path / "runs"),
                        "data": {"train": str(train)}, "prepare": {"pii": "redact"},
                        "sft": {"test_rows": 3}})  # fmt: skip
-    splits = load_sft_splits(cfg)
-    findings = audit_pii(cfg, splits)
+    splits = task.load_data(cfg)
+    run_dir = cfg.run_dir()
+    run_dir.mkdir(parents=True)
+    findings = task.audit(cfg, splits, run_dir)
     assert findings[0].code == "pii" and findings[0].evidence["redacted"]
-    cfg, run_dir = start_sft_run(cfg, splits)
+    cfg, splits = task.prepare(cfg, splits, run_dir)
     written = (run_dir / "data" / "test.jsonl").read_text()
     assert "[EMAIL]" in written and "@example.org" not in written
     assert load_config(run_dir / "config.yaml").data.test == str(run_dir / "data" / "test.jsonl")

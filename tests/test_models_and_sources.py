@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tunewise.config import load_config
+from tunewise.core.errors import InputError
 from tunewise.data import sources
-from tunewise.errors import InputError
 from tunewise.models.load import load_classifier, resolve_model
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))

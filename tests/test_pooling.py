@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
-from tunewise.errors import InputError
+from tunewise.core.errors import InputError
 from tunewise.models.load import load_classifier
 from tunewise.models.pooling import MeanPoolingBertForSequenceClassification
 

@@ -161,8 +161,8 @@ def test_prepare_bad_input_exits_2_naming_the_place(tmp_path, capsys):
 
 def test_eda_augments_only_the_training_split(tmp_path):
     from tunewise.config import AugmentConfig, load_config
-    from tunewise.curation import prepare_splits
     from tunewise.data.augment import augment_examples
+    from tunewise.data.curate import prepare_splits
     from tunewise.data.validate import Splits
 
     synonyms = tmp_path / "syn.json"
@@ -185,8 +185,8 @@ def test_eda_augments_only_the_training_split(tmp_path):
 
 def test_back_translation_without_a_reachable_model_is_a_clear_error():
     from tunewise.config import AugmentConfig
+    from tunewise.core.errors import InputError
     from tunewise.data.augment import augment_examples
-    from tunewise.errors import InputError
 
     train = _ex([("where is my card", "a"), ("refund please", "b")])
     with pytest.raises(InputError, match="back-translation needs two translation models"):

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from tunewise.cli import main
-from tunewise.errors import InputError
-from tunewise.ranking.pairs import EncodedPairs, collate_pairs, read_pairs
+from tunewise.core.errors import InputError
+from tunewise.tasks.ranking.pairs import EncodedPairs, collate_pairs, read_pairs
 
 TOPICS = {
     "refund": "money back refund please",
@@ -68,6 +68,7 @@ def test_collate_pairs_puts_preferred_first_and_labels_them():
 def ranking_run(tmp_path_factory, tiny_model_dir):
     tmp = tmp_path_factory.mktemp("ranking")
     config = {
+        "task": "ranking",
         "name": "ranker",
         "output_dir": str(tmp / "runs"),
         "data": {
@@ -77,7 +78,6 @@ def ranking_run(tmp_path_factory, tiny_model_dir):
         "model": {"name": str(tiny_model_dir), "max_length": 32},
         "adapt": {"method": "full"},
         "train": {
-            "loss": "pairwise_ranking",
             "epochs": 8,
             "batch_size": 8,
             "lr": 1e-2,
@@ -110,7 +110,7 @@ def test_ranking_run_learns_to_prefer_the_preferred_text(ranking_run):
 def test_ranking_model_loads_in_transformers_and_scores_pairs(ranking_run):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
-    from tunewise.ranking.pairs import Pairs, encode_pairs, score_pairs
+    from tunewise.tasks.ranking.pairs import Pairs, encode_pairs, score_pairs
 
     folder = str(ranking_run / "model")
     query, good, bad = "refund question", TOPICS["refund"], TOPICS["hello"]
@@ -127,9 +127,10 @@ def test_ranking_model_loads_in_transformers_and_scores_pairs(ranking_run):
 
 
 def test_compare_runs_ranking_methods_on_the_same_pairs(tmp_path, tiny_model_dir):
-    from tunewise.comparison import compare_methods
+    from tunewise.studies.compare import compare_methods
 
     config = {
+        "task": "ranking",
         "name": "rk",
         "output_dir": str(tmp_path / "runs"),
         "data": {
@@ -137,7 +138,7 @@ def test_compare_runs_ranking_methods_on_the_same_pairs(tmp_path, tiny_model_dir
             "test": str(_write_jsonl(tmp_path / "test.jsonl", _pairs(12, 1))),
         },
         "model": {"name": str(tiny_model_dir), "max_length": 32},
-        "train": {"loss": "pairwise_ranking", "max_steps": 2, "precision": "fp32"},
+        "train": {"max_steps": 2, "precision": "fp32"},
         "eval": {"bootstrap": 20},
     }
     doc = compare_methods(config, ["full", "bitfit"])
@@ -145,3 +146,15 @@ def test_compare_runs_ranking_methods_on_the_same_pairs(tmp_path, tiny_model_dir
     assert all(r["test_size"] == 12 and r["macro_f1"] is None for r in doc["methods"])
     assert set(doc["baselines"]) == {"zero_shot"}
     assert (tmp_path / "runs" / "rk-compare" / "compare.html").is_file()
+
+
+def test_a_pairwise_loss_without_the_ranking_task_is_refused_with_the_fix():
+    from tunewise.config import load_config
+    from tunewise.core.errors import InputError
+
+    with pytest.raises(InputError, match="train.loss: pairwise_ranking.*set task: ranking"):
+        load_config({"data": {"train": "t.jsonl"}, "train": {"loss": "pairwise_ranking"}})
+    with pytest.raises(InputError, match="train.loss: a ranking run learns from pairs"):
+        load_config({"task": "ranking", "data": {"train": "t.jsonl"}, "train": {"loss": "focal"}})
+    cfg = load_config({"task": "ranking", "data": {"train": "t.jsonl"}})
+    assert cfg.train.loss == "pairwise_ranking"

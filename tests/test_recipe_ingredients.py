@@ -10,8 +10,8 @@ import torch
 
 from tests.conftest import tiny_bert, write_csv
 from tunewise.config import load_config
+from tunewise.core.errors import InputError
 from tunewise.data.encode import collate, encode
-from tunewise.errors import InputError
 from tunewise.evaluation.predict import predict_logits
 from tunewise.models.head_init import fit_probe, head_layer, init_head_from_probe
 from tunewise.models.load import load_tokenizer
@@ -198,5 +198,5 @@ def test_rdrop_adds_the_kl_of_two_dropout_passes_and_nothing_without_dropout():
     base = {"name": "x", "output_dir": "runs", "data": {"train": "t.jsonl"}}
     with pytest.raises(InputError, match="train.rdrop.*causal_lm"):
         load_config({**base, "task": "causal_lm", "train": {"rdrop": 1.0}})
-    with pytest.raises(InputError, match="train.rdrop.*pairwise_ranking"):
-        load_config({**base, "train": {"rdrop": 1.0, "loss": "pairwise_ranking"}})
+    with pytest.raises(InputError, match="train.rdrop.*ranking"):
+        load_config({**base, "task": "ranking", "train": {"rdrop": 1.0}})

@@ -10,11 +10,11 @@ import pytest
 from tests.conftest import write_csv
 from tests.tiny_run import trained_run
 from tunewise.cli import main
+from tunewise.core.files import sha256_file
 from tunewise.data.load import Examples
 from tunewise.feedback import intake
 from tunewise.feedback.refine import gate, refine
 from tunewise.feedback.store import open_store
-from tunewise.serving.export import sha256_file
 
 LABELS = ["card", "hello", "refund"]
 WORDS = {

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tunewise.errors import InputError
+from tunewise.core.errors import InputError
 from tunewise.report.html import write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

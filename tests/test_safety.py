@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.test_training import _toy_encoded, _train_cfg
-from tunewise.errors import InputError
+from tunewise.core.errors import InputError
 from tunewise.models.load import load_classifier, load_encoder
 from tunewise.training import checkpoint
 from tunewise.training.loop import fit

@@ -13,7 +13,7 @@ import requests
 
 from tests.serve_helpers import LABELS, classifier_run, llama_run
 from tunewise.cli import main
-from tunewise.errors import InputError
+from tunewise.core.errors import InputError
 from tunewise.feedback.store import open_store
 from tunewise.serving.app import Limits, create_app
 from tunewise.serving.batching import MicroBatcher
@@ -97,7 +97,7 @@ def test_sorted_sub_batches_answer_each_text_as_if_alone(tmp_path):
 def test_classifier_serves_in_the_precision_the_run_was_evaluated_in(tmp_path):
     import torch
 
-    from tunewise.training.loop import bf16_supported
+    from tunewise.core.device import bf16_supported
 
     auto = load_predictor(classifier_run(tmp_path / "auto"))
     fp32 = load_predictor(classifier_run(tmp_path / "fp32", precision="fp32"))

@@ -19,10 +19,11 @@ import yaml
 from tests.postgres import postgres_server
 from tunewise.cli import main
 from tunewise.config import load_config
-from tunewise.errors import InputError
+from tunewise.core.errors import InputError
+from tunewise.pipeline import tune
+from tunewise.studies.tune import objective, space
+from tunewise.studies.tune.search import INTERRUPTED, open_storage
 from tunewise.training.distributed import shard
-from tunewise.tuning import objective, space
-from tunewise.tuning.search import INTERRUPTED, open_storage, tune
 
 LR_BATCH = {
     "train.lr": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True},
@@ -112,7 +113,7 @@ def test_pruning_callback_reports_each_evaluation_and_stops_a_bad_trial():
         good.report(0.9, slot)
     study.tell(good, 0.9)
     trial = study.ask()
-    pruning = objective.Pruning(trial, "accuracy", evals_per_epoch=2, n_train=100)
+    pruning = objective.Pruning(trial, "accuracy", n_train=100)
     with pytest.raises(optuna.TrialPruned):
         pruning.on_log({"step": 5, "epoch": 0.5, "split": "validation", "accuracy": 0.2})
     assert trial.storage.get_trial(trial._trial_id).intermediate_values == {1: 0.2}
@@ -123,7 +124,7 @@ def test_pruning_callback_reports_each_evaluation_and_stops_a_bad_trial():
 
 
 def test_plan_queues_only_what_is_missing_and_keeps_earlier_queued_trials(toy_config):
-    from tunewise.tuning.search import plan
+    from tunewise.studies.tune.search import plan
 
     cfg = load_config(toy_config, ["tune.trials=5"])
     params = space.parse_space(LR_BATCH, cfg.to_dict())

@@ -1,39 +1,149 @@
 """The `tunewise` command: a table {command: function}; parsing only, no logic.
 
+Each command calls the same function a Python user can (`tunewise.run`, `tunewise.pipeline.
+evaluate`, ...). Those modules import torch and transformers, so they load only when a command
+runs: `tunewise --help` and a mistyped command answer at once.
+
 Exit codes: 0 success; 1 the work ran and found a blocking problem; 2 bad input or usage.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import importlib
 import json
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from tunewise.errors import BlockingFinding, InputError
-from tunewise.training.faults import TrainingInterrupted
+from tunewise import __version__
+from tunewise.config.schema import (
+    ADAPT_METHODS,
+    PII_MODES,
+    PRUNERS,
+    SAMPLERS,
+    SELECT_STRATEGIES,
+    SERVE_BACKENDS,
+)
+from tunewise.core.errors import BlockingFinding, InputError, TrainingInterrupted
+
+
+def api(path: str) -> Callable[..., Any]:
+    """The function at "module:name", imported now: the first use of torch happens here."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+# --- what each command calls ----------------------------------------------------------------
 
 
 def _run(a: argparse.Namespace) -> None:
-    from tunewise.pipeline import run
-
-    run(a.config, a.overrides)
+    api("tunewise.pipeline:run")(a.config, a.overrides)
 
 
 def _train(a: argparse.Namespace) -> None:
-    from tunewise.pipeline import train
-    from tunewise.training import distributed
-
+    distributed = importlib.import_module("tunewise.training.distributed")
     if a.nproc > 1 and not distributed.launched():  # start N data-parallel copies of this command
         resume = ["--resume", a.resume] if a.resume else []
         code = distributed.relaunch(["train", a.config, *a.overrides, *resume], a.nproc)
         if code:
             raise SystemExit(code)
         return
-    run_dir = train(a.config, a.overrides, resume=a.resume)
+    run_dir = api("tunewise.pipeline:train")(a.config, a.overrides, resume=a.resume)
     if distributed.is_main():
         print(run_dir)
     distributed.finish()
+
+
+def _tune(a: argparse.Namespace) -> None:
+    options = {
+        "trials": a.trials,
+        "timeout": a.timeout,
+        "sampler": a.sampler,
+        "pruner": a.pruner,
+        "storage": a.storage,
+        "workers": a.workers,
+        "study": a.study,
+    }
+    given = [f"tune.{k}={json.dumps(v)}" for k, v in options.items() if v is not None]
+    api("tunewise.pipeline:tune")(a.config, [*a.overrides, *given], worker=a.worker)
+
+
+def _evaluate(a: argparse.Namespace) -> None:
+    api("tunewise.pipeline:evaluate")(a.run_dir, a.data)
+
+
+def _report(a: argparse.Namespace) -> None:
+    print(api("tunewise.pipeline:report")(a.run_dir))
+
+
+def _doctor(a: argparse.Namespace) -> None:
+    findings = api("tunewise.pipeline:doctor")(a.run_dir)
+    if any(f.severity == "error" for f in findings):
+        raise BlockingFinding(f"the doctor found errors in {a.run_dir}")
+
+
+def _runs(a: argparse.Namespace) -> None:
+    runs = importlib.import_module("tunewise.report.runs")
+    runs.print_runs(runs.list_runs(a.output_dir))
+
+
+def _audit(a: argparse.Namespace) -> None:
+    findings = api("tunewise.pipeline:audit")(
+        a.data, a.test, a.text_col, a.label_col, a.out, a.config
+    )
+    if any(f.severity == "error" for f in findings):
+        raise BlockingFinding(f"the audit found errors; see {a.out}/audit.json")
+
+
+def _prepare(a: argparse.Namespace) -> None:
+    api("tunewise.data.curate:prepare")(
+        a.data, a.out, a.config, a.pii, a.text_col, a.label_col, a.augment
+    )
+
+
+def _compare(a: argparse.Namespace) -> None:
+    methods = [m.strip() for m in a.methods.split(",") if m.strip()]
+    api("tunewise.studies.compare:compare_methods")(a.config, methods, a.overrides)
+
+
+def _select(a: argparse.Namespace) -> None:
+    api("tunewise.feedback.select:select")(
+        a.run_dir, a.pool, a.n, a.out, a.strategy, a.text_col, a.similarity
+    )
+
+
+def _refine(a: argparse.Namespace) -> None:
+    record = api("tunewise.feedback.refine:refine")(a.run_dir, a.feedback_db, a.data, a.tolerance)
+    if not record["decision"]["promoted"]:
+        raise BlockingFinding("not promoted: " + "; ".join(record["decision"]["reasons"]))
+
+
+def _export(a: argparse.Namespace) -> None:
+    api("tunewise.serving.export:export")(a.run_dir, a.format, a.quantize)
+
+
+def _serve(a: argparse.Namespace) -> None:
+    limits = api("tunewise.serving.app:Limits")(
+        max_text_chars=a.max_text_chars, max_batch=a.max_batch, max_wait_ms=a.max_wait_ms
+    )
+    api("tunewise.serving.server:serve")(
+        a.run_dir, a.host, a.port, a.feedback_db, a.backend, a.api_token, limits, a.threads
+    )
+
+
+# --- arguments ------------------------------------------------------------------------------
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="YAML config file")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=3e-5")
+
+
+def _run_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a run directory, e.g. runs/banking77")
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -53,28 +163,12 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _tune(a: argparse.Namespace) -> None:
-    from tunewise.tuning.search import tune
-
-    options = {
-        "trials": a.trials,
-        "timeout": a.timeout,
-        "sampler": a.sampler,
-        "pruner": a.pruner,
-        "storage": a.storage,
-        "workers": a.workers,
-        "study": a.study,
-    }
-    given = [f"tune.{k}={json.dumps(v)}" for k, v in options.items() if v is not None]
-    tune(a.config, [*a.overrides, *given], worker=a.worker)
-
-
 def _tune_args(p: argparse.ArgumentParser) -> None:
     _config_args(p)
     p.add_argument("--trials", type=int, help="trials the study should hold (tune.trials)")
     p.add_argument("--timeout", type=float, help="stop starting trials after S seconds")
-    p.add_argument("--sampler", choices=("tpe", "random", "grid"), help="tune.sampler")
-    p.add_argument("--pruner", choices=("hyperband", "median", "none"), help="tune.pruner")
+    p.add_argument("--sampler", choices=SAMPLERS, help="tune.sampler (config default: tpe)")
+    p.add_argument("--pruner", choices=PRUNERS, help="tune.pruner (config default: hyperband)")
     p.add_argument("--storage", help="journal file, sqlite:///FILE or postgresql://... URL")
     p.add_argument("--workers", type=int, help="processes on this machine sharing the study")
     p.add_argument("--study", help="study name; an existing study resumes")
@@ -85,60 +179,25 @@ def _tune_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _evaluate(a: argparse.Namespace) -> None:
-    from tunewise.pipeline import evaluate
-
-    evaluate(a.run_dir, a.data)
-
-
-def _report(a: argparse.Namespace) -> None:
-    from tunewise.pipeline import report
-
-    print(report(a.run_dir))
-
-
-def _doctor(a: argparse.Namespace) -> None:
-    from tunewise.findings import has_errors
-    from tunewise.pipeline import doctor
-
-    if has_errors(doctor(a.run_dir)):
-        raise BlockingFinding(f"the doctor found errors in {a.run_dir}")
-
-
-def _runs(a: argparse.Namespace) -> None:
-    from tunewise.report.runs import list_runs, print_runs
-
-    print_runs(list_runs(a.output_dir))
-
-
-def _audit(a: argparse.Namespace) -> None:
-    from tunewise.curation import audit
-    from tunewise.findings import has_errors
-
-    if has_errors(audit(a.data, a.test, a.text_col, a.label_col, a.out, a.config)):
-        raise BlockingFinding(f"the audit found errors; see {a.out}/audit.json")
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    _run_dir(p)
+    p.add_argument("--data", help="another labelled file to score (default: the run's test set)")
 
 
 def _audit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help="labelled file to audit (CSV, JSONL, Parquet, datasets folder)")
     p.add_argument("--test", help="test file, checked for leakage from DATA")
-    p.add_argument("--text-col", help="text column (default: data.text_col, 'text')")
+    p.add_argument("--text-col", help="text column (default: data.text_col of --config, 'text')")
     p.add_argument("--label-col", help="label column (default: data.label_col, 'label')")
     p.add_argument("--out", default="audit", help="folder for audit.json and audit.html")
     p.add_argument("--config", help="YAML config whose audit:, model:, data: sections apply")
-
-
-def _prepare(a: argparse.Namespace) -> None:
-    from tunewise.curation import prepare
-
-    prepare(a.data, a.out, a.config, a.pii, a.text_col, a.label_col, a.augment)
 
 
 def _prepare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help="labelled file to clean")
     p.add_argument("--out", required=True, help="cleaned file (.csv or .jsonl)")
     p.add_argument("--config", help="YAML config whose prepare: section sets the steps")
-    p.add_argument("--pii", choices=("redact", "report", "off"), help="override prepare.pii")
+    p.add_argument("--pii", choices=PII_MODES, help="override prepare.pii (config default: report)")
     p.add_argument("--text-col", help="text column (default: data.text_col, 'text')")
     p.add_argument("--label-col", help="label column (default: data.label_col, 'label')")
     p.add_argument(
@@ -148,37 +207,22 @@ def _prepare_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _compare(a: argparse.Namespace) -> None:
-    from tunewise.comparison import compare_methods
-
-    compare_methods(a.config, [m.strip() for m in a.methods.split(",") if m.strip()], a.overrides)
-
-
 def _compare_args(p: argparse.ArgumentParser) -> None:
     _config_args(p)
     p.add_argument(
         "--methods",
-        default="full,head,freeze,bitfit,lora",
+        default=",".join(ADAPT_METHODS),
         help="comma-separated adapt methods; METHOD:key=value overrides one method",
     )
 
 
-def _select(a: argparse.Namespace) -> None:
-    from tunewise.feedback.select import select
-
-    select(a.run_dir, a.pool, a.n, a.out, a.strategy, a.text_col, a.similarity)
-
-
 def _select_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir")
+    _run_dir(p)
     p.add_argument("--pool", required=True, help="unlabelled texts (CSV, JSONL, Parquet)")
     p.add_argument("--n", type=int, required=True, help="how many texts to pick")
     p.add_argument("--out", help="CSV for the experts (default: RUN_DIR/select.csv)")
     p.add_argument(
-        "--strategy",
-        choices=("entropy", "margin"),
-        default="entropy",
-        help="uncertainty score to rank by",
+        "--strategy", choices=SELECT_STRATEGIES, default="entropy", help="uncertainty to rank by"
     )
     p.add_argument("--text-col", help="text column of the pool (default: data.text_col)")
     p.add_argument(
@@ -189,16 +233,8 @@ def _select_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _refine(a: argparse.Namespace) -> None:
-    from tunewise.feedback.refine import refine
-
-    decision = refine(a.run_dir, a.feedback_db, a.data, a.tolerance)["decision"]
-    if not decision["promoted"]:
-        raise BlockingFinding("not promoted: " + "; ".join(decision["reasons"]))
-
-
 def _refine_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir")
+    _run_dir(p)
     p.add_argument("--feedback-db", help="SQLAlchemy URL or file (default: RUN_DIR/feedback.db)")
     p.add_argument(
         "--data",
@@ -214,38 +250,22 @@ def _refine_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _export(a: argparse.Namespace) -> None:
-    from tunewise.serving.export import export
-
-    export(a.run_dir, a.format, a.quantize)
-
-
 def _export_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir")
-    p.add_argument("--format", default="onnx", help="onnx (the only format so far)")
-    p.add_argument("--quantize", help="int8: dynamic quantisation of the weights")
-
-
-def _serve(a: argparse.Namespace) -> None:
-    from tunewise.serving.app import Limits
-    from tunewise.serving.server import serve
-
-    limits = Limits(
-        max_text_chars=a.max_text_chars, max_batch=a.max_batch, max_wait_ms=a.max_wait_ms
-    )
-    serve(a.run_dir, a.host, a.port, a.feedback_db, a.backend, a.api_token, limits, a.threads)
+    _run_dir(p)
+    p.add_argument("--format", default="onnx", choices=("onnx",), help="export format")
+    p.add_argument("--quantize", choices=("int8",), help="dynamic quantisation of the weights")
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir")
+    _run_dir(p)
     p.add_argument(
-        "--host", default="127.0.0.1", help="bind address; anything but loopback needs an API token"
+        "--host", default="127.0.0.1", help="bind address; anything but loopback needs a token"
     )
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="port to listen on")
     p.add_argument("--feedback-db", help="SQLAlchemy URL (default: sqlite RUN_DIR/feedback.db)")
     p.add_argument(
         "--backend",
-        choices=("torch", "onnx"),
+        choices=SERVE_BACKENDS,
         default="torch",
         help="onnx: ONNX Runtime on RUN_DIR/onnx/ (tunewise export first)",
     )
@@ -261,114 +281,191 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="intra-op threads for the model (default: all)")
 
 
-def _config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="YAML config file")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=3e-5")
+@dataclass(frozen=True)
+class Command:
+    call: Callable[[argparse.Namespace], None]
+    help: str
+    args: Callable[[argparse.ArgumentParser], object]
+    examples: tuple[str, ...] = field(default=())
 
 
-COMMANDS: dict[str, tuple[Callable, str, Callable[[argparse.ArgumentParser], object]]] = {
-    "run": (
+COMMANDS: dict[str, Command] = {
+    "run": Command(
         _run,
-        "audit → baseline → train → evaluate → report, into a run directory",
+        "audit → baseline → train → evaluate → doctor → report, into a run directory",
         _config_args,
+        ("tunewise run configs/banking77.yaml", "tunewise run my.yaml train.epochs=3 seed=14"),
     ),
-    "audit": (
+    "audit": Command(
         _audit,
         "find what is wrong with a data set; writes audit.json and audit.html",
         _audit_args,
+        ("tunewise audit train.csv --test test.csv --label-col category",),
     ),
-    "prepare": (
+    "prepare": Command(
         _prepare,
-        "clean, redact and dedup a data set; dropped rows go to "
-        "FILE's .dropped.jsonl with their reason",
+        "clean, redact and dedup a data set; dropped rows go to FILE's .dropped.jsonl with why",
         _prepare_args,
+        ("tunewise prepare raw.csv --out clean.csv --pii redact",),
     ),
-    "train": (
+    "train": Command(
         _train,
-        "validate data and train; writes model/, history.jsonl, checkpoints/",
+        "validate, prepare and train; writes model/, history.jsonl, checkpoints/",
         _train_args,
+        ("tunewise train configs/banking77.yaml --nproc 2", "tunewise train my.yaml --resume auto"),
     ),
-    "tune": (
+    "tune": Command(
         _tune,
         "search hyperparameters with Optuna on validation; writes RUN_DIR/tune/ "
         "(best_config.yaml, trials.csv, plots), then retrains the best config",
         _tune_args,
+        ("tunewise tune configs/banking77.yaml --trials 20", "tunewise tune my.yaml --workers 2"),
     ),
-    "evaluate": (
+    "evaluate": Command(
         _evaluate,
         "score a run's model on its test set (or --data) against the baseline",
-        lambda p: (p.add_argument("run_dir"), p.add_argument("--data")),
+        _evaluate_args,
+        ("tunewise evaluate runs/banking77", "tunewise evaluate runs/banking77 --data new.csv"),
     ),
-    "doctor": (
+    "doctor": Command(
         _doctor,
         "name the pitfalls of a finished run; writes RUN_DIR/doctor.json",
-        lambda p: p.add_argument("run_dir"),
+        _run_dir,
+        ("tunewise doctor runs/banking77",),
     ),
-    "runs": (
+    "runs": Command(
         _runs,
         "list the runs in an output folder with their key metrics",
-        lambda p: p.add_argument("output_dir", nargs="?", default="runs"),
+        lambda p: [p.add_argument("output_dir", nargs="?", default="runs", help="output folder")],
+        ("tunewise runs", "tunewise runs my_runs"),
     ),
-    "report": (_report, "write RUN_DIR/report.html", lambda p: p.add_argument("run_dir")),
-    "compare": (
+    "report": Command(
+        _report, "write RUN_DIR/report.html", _run_dir, ("tunewise report runs/banking77",)
+    ),
+    "compare": Command(
         _compare,
         "train each adapt method on the same split and seed; writes compare.json and compare.html",
         _compare_args,
+        ("tunewise compare configs/banking77.yaml --methods full,lora lora:train.lr=1e-3",),
     ),
-    "select": (
+    "select": Command(
         _select,
-        "active learning: rank unlabelled texts by uncertainty, without "
-        "near-duplicates; writes a CSV for experts to label",
+        "active learning: rank unlabelled texts by uncertainty, without near-duplicates; "
+        "writes a CSV for experts to label",
         _select_args,
+        ("tunewise select runs/banking77 --pool unlabelled.csv --n 50",),
     ),
-    "refine": (
+    "refine": Command(
         _refine,
-        "audit feedback and new labels, retrain, promote only without "
-        "regression (exit 1 with reasons); writes lineage.json",
+        "audit feedback and new labels, retrain, promote only without regression "
+        "(exit 1 with reasons); writes lineage.json",
         _refine_args,
+        ("tunewise refine runs/banking77 --data labelled.csv",),
     ),
-    "export": (
+    "export": Command(
         _export,
         "export the model to ONNX (optionally int8), checked against PyTorch; writes RUN_DIR/onnx/",
         _export_args,
+        ("tunewise export runs/banking77 --format onnx --quantize int8",),
     ),
-    "serve": (
+    "serve": Command(
         _serve,
-        "serve the model (POST /predict, /generate, /feedback; GET /health, "
-        "/metrics, /docs) with a tester page at /",
+        "serve the model (POST /predict, /generate, /feedback; GET /health, /metrics, /docs) "
+        "with a tester page at /",
         _serve_args,
+        ("tunewise serve runs/banking77", "tunewise serve runs/banking77 --port 8080"),
     ),
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a "did you mean" for a mistyped option, in the usage of its own command."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}{_suggestion(self, message)}\n")
+
+
+def _suggestion(parser: argparse.ArgumentParser, message: str) -> str:
+    words = [w.strip("'\",") for w in message.split()]
+    options = [o for a in parser._actions for o in a.option_strings]
+    for word in words:
+        if word.startswith("-") and word not in options:
+            close = difflib.get_close_matches(word.split("=")[0], options, n=1)
+            if close:
+                return f" (did you mean {close[0]}?)"
+    return ""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tunewise", description="Fine-tune pre-trained language models the careful way."
+    parser = _Parser(
+        prog="tunewise",
+        description="Fine-tune pre-trained language models the careful way, and prove the result.",
+        epilog="Start with your own CSV: tunewise run CONFIG, then tunewise serve runs/NAME. "
+        "'tunewise COMMAND --help' shows a command's options and examples.",
+    )
+    parser.add_argument("--version", action="version", version=f"tunewise {__version__}")
+    parser.add_argument(
+        "--verbose", action="store_true", help="show the source location of each log line"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (func, help_text, add_args) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        add_args(p)
-        p.set_defaults(func=func)
+    for name, command in COMMANDS.items():
+        examples = "\n".join(f"  {e}" for e in command.examples)
+        p = sub.add_parser(
+            name,
+            help=command.help,
+            description=command.help,
+            epilog=f"examples:\n{examples}" if examples else None,
+            formatter_class=_Help,
+        )
+        command.args(p)
+        p.set_defaults(func=command.call)
     return parser
 
 
-def _quiet_libraries() -> None:
-    """Keep the terminal for tunewise's own progress: no per-load reports or weight bars."""
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
+class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown beside each option; examples kept on their own lines."""
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def _unknown_command(argv: Sequence[str]) -> str | None:
+    """A "did you mean" for the first word when it is not a command (argparse lists them all)."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    if first is None or first in COMMANDS:
+        return None
+    close = difflib.get_close_matches(first, list(COMMANDS), n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return f"tunewise: error: unknown command '{first}'; {hint}see tunewise --help"
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
     args, extra = parser.parse_known_args(argv)
     takes_overrides = isinstance(getattr(args, "overrides", None), list)
     if extra and takes_overrides and all("=" in x for x in extra):
         args.overrides += extra  # key=value overrides may also follow an option (--methods ...)
     elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        sub = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr,index]
+        sub.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def _quiet_libraries() -> None:
+    """Keep the terminal for tunewise's own progress: no per-load reports or weight bars."""
+    transformers = importlib.import_module("transformers")
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    unknown = _unknown_command(argv)
+    if unknown:
+        print(unknown, file=sys.stderr)
+        return 2
+    try:
+        args = _parse(build_parser(), argv)
+    except SystemExit as exc:  # --help, --version (0) or a usage error (2), already printed
+        return int(exc.code or 0)
+    importlib.import_module("tunewise.core.console").set_verbose(args.verbose)
     _quiet_libraries()
     try:
         args.func(args)

@@ -4,8 +4,9 @@
 dicts and overrides into them and reports every problem with file, line and key at once.
 """
 
-from tunewise.config.load import dump_config, load_config
+from tunewise.config.load import load_config
 from tunewise.config.schema import *  # noqa: F403  (the sections and their choice tuples)
 from tunewise.config.schema import ConfigError, RunConfig
+from tunewise.core.rundir import dump_config  # the run directory's writer, re-exported
 
 __all__ = ["ConfigError", "RunConfig", "dump_config", "load_config"]

@@ -23,15 +23,18 @@ from typing import Any
 
 import yaml
 
-from tunewise.config.schema import ConfigError, RunConfig
+from tunewise.config.schema import CAUSAL_LM_METHODS, RANKING_LOSS, ConfigError, RunConfig
+from tunewise.core.errors import Problem
 from tunewise.data import sources
-from tunewise.errors import Problem
 
 _BAD = object()  # a value that failed its type check (already reported)
 _UNIONS = (typing.Union, types.UnionType)
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}")
 _BOUNDS = {"ge": (operator.ge, ">="), "gt": (operator.gt, ">"),
            "le": (operator.le, "<="), "lt": (operator.lt, "<")}  # fmt: skip
+# A causal LM is tuned with LoRA (full fine-tuning of a decoder on a few hundred dialogues forgets
+# the most); a ranking run trains with the pairwise loss.
+TASK_DEFAULTS = {"causal_lm": {"adapt.method": "lora"}, "ranking": {"train.loss": RANKING_LOSS}}
 _NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
           type(None): "null", list: "a list"}  # fmt: skip
 
@@ -69,10 +72,7 @@ def load_config(
         _apply_override(raw, text, ctx)
     _task_defaults(raw)
     cfg = _build(RunConfig, _expand(raw, "", ctx), "", ctx)
-    if cfg.train.rdrop and (cfg.task == "causal_lm" or cfg.train.loss == "pairwise_ranking"):
-        file, line = ctx.lines.get("train.rdrop", (origin, None))
-        why = f"R-Drop compares class distributions; {cfg.task}/{cfg.train.loss} has none"
-        ctx.problems.append(Problem(file, line, "train.rdrop", why, "set train.rdrop: 0"))
+    _check_task(cfg, ctx)
     problems = sorted(ctx.problems, key=lambda p: (p.file != origin, p.line or 0))
     if problems:  # file problems in line order, then overrides
         raise ConfigError(problems)
@@ -80,18 +80,34 @@ def load_config(
 
 
 def _task_defaults(raw: dict) -> None:
-    """Defaults that depend on the task: a causal LM is tuned with LoRA unless the config says
-    otherwise (full fine-tuning of a decoder on a few hundred dialogues forgets the most)."""
-    adapt = raw.get("adapt")
-    if raw.get("task") == "causal_lm" and (adapt is None or isinstance(adapt, dict)):
-        raw["adapt"] = {"method": "lora", **(adapt or {})}
+    """Defaults that depend on the task, filled in where the config leaves them out."""
+    for key, value in TASK_DEFAULTS.get(str(raw.get("task")), {}).items():
+        section, _, name = key.partition(".")
+        given = raw.get(section)
+        if given is None or isinstance(given, dict):  # else the loader reports the bad section
+            raw[section] = {name: value, **(given or {})}
 
 
-def dump_config(cfg: RunConfig, path: Path) -> None:
-    """Write `cfg` as YAML that `load_config` reads back to an equal RunConfig."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+def _check_task(cfg: RunConfig, ctx: _Context) -> None:
+    """Settings that contradict the task, reported like any other config problem."""
+
+    def refuse(key: str, message: str, fix: str) -> None:
+        file, line = ctx.lines.get(key, (ctx.origin, None))
+        ctx.problems.append(Problem(file, line, key, message, fix))
+
+    loss = cfg.train.loss
+    if cfg.task != "ranking" and loss == RANKING_LOSS:
+        refuse("train.loss", f"{RANKING_LOSS} trains a reranker from preference pairs",
+               "set task: ranking (files with query, preferred and rejected columns)")  # fmt: skip
+    if cfg.task == "ranking" and loss != RANKING_LOSS:
+        refuse("train.loss", f"a ranking run learns from pairs, not with {loss}",
+               f"remove train.loss (ranking trains with {RANKING_LOSS})")  # fmt: skip
+    if cfg.train.rdrop and cfg.task != "classification":
+        refuse("train.rdrop", f"R-Drop compares class distributions; task {cfg.task} has none",
+               "set train.rdrop: 0")  # fmt: skip
+    if cfg.task == "causal_lm" and cfg.adapt.method not in CAUSAL_LM_METHODS:
+        refuse("adapt.method", f"'{cfg.adapt.method}' is not available for causal_lm",
+               "set adapt.method: lora (the default recipe for causal_lm) or full")  # fmt: skip
 
 
 def _fail(ctx: _Context, line: int | None, message: str, fix: str) -> ConfigError:

@@ -12,20 +12,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunewise.errors import InputError
+from tunewise.core.errors import InputError
 
-TASKS = ("classification", "causal_lm")
+TASKS = ("classification", "ranking", "causal_lm")
 ADAPT_METHODS = ("full", "head", "freeze", "bitfit", "lora")
+CAUSAL_LM_METHODS = ("lora", "full")  # a decoder's head is its vocabulary: no head-only methods
 STOP_METRICS = ("accuracy", "macro_f1", "loss")
 SCHEDULES = ("constant", "linear", "cosine", "cosine_restarts", "step", "exponential")
 PRECISIONS = ("auto", "bf16", "fp32")
 BASELINES = ("best", "zero_shot", "linear_probe")
-LOSSES = ("cross_entropy", "weighted_cross_entropy", "focal", "pairwise_ranking")
+CLASSIFICATION_LOSSES = ("cross_entropy", "weighted_cross_entropy", "focal")
+RANKING_LOSS = "pairwise_ranking"  # task ranking: preference pairs, one score per text
+LOSSES = (*CLASSIFICATION_LOSSES, RANKING_LOSS)
 UNFREEZE_UNITS = ("epoch", "step")
 AUGMENT_METHODS = ("eda", "paraphrase", "backtranslate")
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("hyperband", "median", "none")
 HEAD_INITS = ("random", "linear_probe")
+PII_MODES = ("redact", "report", "off")
+SELECT_STRATEGIES = ("entropy", "margin")  # `tunewise select`: uncertainty to rank a pool by
+SERVE_BACKENDS = ("torch", "onnx")
 POOLINGS = ("auto", "cls", "mean")  # what a classification head reads (models/pooling.py)
 
 
@@ -49,6 +55,7 @@ class DataConfig:
     label_col: str = "label"
     max_rows: int | None = _f(None, ge=1)  # N rows of each split: a seeded stratified sample
     val_fraction: float = _f(0.1, gt=0.0, le=0.5)
+    test_fraction: float = _f(0.2, gt=0.0, le=0.5)  # held out of train when data.test is null
     pair_cols: list[str] = _f(factory=lambda: ["query", "preferred", "rejected"])  # ranking rows
 
 
@@ -223,7 +230,7 @@ class PrepareConfig:
     replace_emails: bool = False  # -> [EMAIL]
     replace_numbers: bool = False  # -> [NUMBER]
     lowercase: bool = False
-    pii: str = _f("report", choices=("redact", "report", "off"))
+    pii: str = _f("report", choices=PII_MODES)
     dedup: str = _f("keep-first", choices=("keep-first", "drop-conflicting", "off"))
     stem: bool = False  # classic options for TF-IDF baselines, not transformer input
     lemmatize: bool = False
@@ -253,7 +260,6 @@ class TuneConfig:
     workers: int = _f(1, ge=1)  # processes on this machine
     metric: str = _f("accuracy", choices=STOP_METRICS)  # on validation; loss is minimised
     space: Any = _f(factory=dict)  # {key: {type: float|int|categorical, ...}}; {} = defaults
-    evals_per_epoch: int = _f(2, ge=1)  # validation scores per epoch the pruner sees
     startup_trials: int = _f(5, ge=0)  # TPE: random trials before the model of good regions
     grid_points: int = _f(3, ge=2)  # grid: values per numeric range without its own `grid`
     retrain: bool = True  # retrain the best config with `run` and score it on test, once
@@ -262,7 +268,7 @@ class TuneConfig:
 
 @dataclass
 class SFTConfig:
-    """Chat / instruction fine-tuning of a causal LM (task causal_lm; see tunewise/llm/)."""
+    """Chat / instruction fine-tuning of a causal LM (task causal_lm; tunewise/tasks/causal_lm/)."""
 
     format: str = _f("auto", choices=("auto", "chat", "alpaca"))  # auto: by each line's keys
     messages_key: str | None = None  # None: "messages" or "turns"

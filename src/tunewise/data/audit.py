@@ -17,11 +17,12 @@ from collections.abc import Callable
 
 import numpy as np
 
+from tunewise.core.findings import Finding
 from tunewise.data.dedup import DuplicateIndex, clusters, exact_key
+from tunewise.data.label_noise import LabelNoise
 from tunewise.data.load import Examples
 from tunewise.data.pii import PIIDetector, pii_counts
 from tunewise.data.quality import LanguageProfile, garbage_reason
-from tunewise.findings import Finding
 
 Embedder = Callable[[list[str]], np.ndarray]
 
@@ -358,7 +359,6 @@ def _pii(parts: list[Examples], cfg) -> list[Finding]:
 
 def _label_noise(parts: list[Examples], embedder: Embedder, cfg, seed: int) -> list[Finding]:
     """Rows whose label an out-of-fold model on frozen embeddings confidently disputes."""
-    from tunewise.data.label_noise import LabelNoise
 
     rows = [(ex, i) for ex in parts for i in range(len(ex))]
     X = embedder([ex.texts[i] for ex, i in rows])

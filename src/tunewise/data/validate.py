@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from tunewise.core.errors import InputError, Problem
 from tunewise.data.load import Examples, read_examples
 from tunewise.data.split import stratified_sample, stratified_split
-from tunewise.errors import InputError, Problem
 
 MIN_TRAIN_ROWS = 10
 MIN_CLASSES = 2
@@ -29,6 +29,7 @@ class Splits:
     test: Examples | None
     labels: list[str]
     validation_source: str  # "file" or "split"
+    test_source: str = "file"  # "file", or "held-out": a seeded share of the training file
 
     def ids(self, ex: Examples) -> list[int]:
         """Class ids of `ex`'s labels; KeyError for a label unseen in train (checked earlier)."""
@@ -113,26 +114,32 @@ def _unseen_problem(
     return Problem(source, lines[0], label_col, message, fix)
 
 
-def load_splits(data_cfg: Any, seed: int) -> Splits:
+def load_splits(data_cfg: Any, seed: int, hold_out_test: bool = False) -> Splits:
     """Read every configured file, check them together, raise one `InputError` with all problems.
 
-    `data_cfg` needs attributes train, validation, test, text_col, label_col, max_rows and
-    val_fraction. `max_rows` caps each file with a seeded stratified sample (not the first rows:
-    files sorted by label would lose most classes). Without a validation file, a seeded
-    stratified `val_fraction` of train becomes validation.
+    `data_cfg` needs attributes train, validation, test, text_col, label_col, max_rows,
+    val_fraction and test_fraction. `max_rows` caps each file with a seeded stratified sample
+    (not the first rows: files sorted by label would lose most classes). Without a test file
+    (`hold_out_test`), a seeded stratified `test_fraction` of train is held out as the test set
+    first; without a validation file, a seeded stratified `val_fraction` of what remains becomes
+    validation.
     """
     problems: list[Problem] = []
     train = _read(data_cfg, "train", seed, problems)
     validation = _read(data_cfg, "validation", seed, problems)
     test = _read(data_cfg, "test", seed, problems)
     source = "file" if data_cfg.validation else "split"
+    held_out = hold_out_test and not data_cfg.test
+    if held_out and train is not None:
+        train, test = _split(train, data_cfg.test_fraction, seed, problems, "data.test_fraction")
     if train is not None and not data_cfg.validation:
         train, validation = _split(train, data_cfg.val_fraction, seed, problems)
     if train is not None and (len(train) or not problems):
         problems += check_splits(train, validation, test, data_cfg.label_col)
     if problems or train is None or validation is None:
         raise InputError(problems)
-    return Splits(train, validation, test, label_order(train.labels), source)
+    test_source = "held-out" if held_out else "file"
+    return Splits(train, validation, test, label_order(train.labels), source, test_source)
 
 
 def _read(data_cfg: Any, name: str, seed: int, problems: list[Problem]) -> Examples | None:
@@ -165,14 +172,18 @@ def _read(data_cfg: Any, name: str, seed: int, problems: list[Problem]) -> Examp
 
 
 def _split(
-    train: Examples, fraction: float, seed: int, problems: list[Problem]
+    train: Examples,
+    fraction: float,
+    seed: int,
+    problems: list[Problem],
+    key: str = "data.val_fraction",
 ) -> tuple[Examples, Examples | None]:
     if not 0 < fraction < 1:
         problems.append(
             Problem(
                 "config",
                 None,
-                "data.val_fraction",
+                key,
                 f"must be between 0 and 1 (got {fraction})",
                 "use e.g. 0.1",
             )

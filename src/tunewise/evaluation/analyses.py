@@ -22,20 +22,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from rich.console import Console
 
+from tunewise.core.console import console
+from tunewise.core.errors import InputError
 from tunewise.data import sources
 from tunewise.data.encode import encode
 from tunewise.data.load import Examples
 from tunewise.data.validate import load_splits
-from tunewise.errors import InputError
 from tunewise.evaluation.calibration import calibration_report, fit_temperature
 from tunewise.evaluation.error_analysis import error_report
-from tunewise.evaluation.forgetting import Embed, forgetting_report
-from tunewise.evaluation.predict import TopPredictions, embed, predict_logits
+from tunewise.evaluation.forgetting import forgetting_report
+from tunewise.evaluation.predict import TopPredictions, predict_logits
 from tunewise.evaluation.slices import LENGTH, length_buckets, slice_report
-
-console = Console(stderr=True)
+from tunewise.models.embed import text_embedder
+from tunewise.models.load import load_encoder
 
 
 @dataclass
@@ -128,8 +128,6 @@ def validation_logits(
 
 def forgetting(cfg: Any, tuned_encoder: Any, tokenizer: Any, bf16: bool) -> dict[str, Any]:
     """Linear-probe accuracy of base vs tuned encoder on general tasks (`eval.forgetting`)."""
-    from tunewise.models.load import load_encoder
-
     if not cfg.eval.forgetting:
         return {"tasks": [], "mean_delta": None, "skipped": [], "note": "eval.forgetting is empty"}
     start = time.perf_counter()
@@ -142,8 +140,8 @@ def forgetting(cfg: Any, tuned_encoder: Any, tokenizer: Any, bf16: bool) -> dict
     base_encoder.to(next(tuned_encoder.parameters()).device)
     doc = forgetting_report(
         cfg.eval.forgetting,
-        _embedder(base_encoder, tokenizer, cfg, bf16),
-        _embedder(tuned_encoder, tokenizer, cfg, bf16),
+        text_embedder(base_encoder, tokenizer, cfg.model.max_length, cfg.eval.batch_size, bf16),
+        text_embedder(tuned_encoder, tokenizer, cfg.model.max_length, cfg.eval.batch_size, bf16),
         sources.data_dir(),
         cfg.eval.forgetting_rows,
         cfg.eval.forgetting_test_rows,
@@ -154,16 +152,6 @@ def forgetting(cfg: Any, tuned_encoder: Any, tokenizer: Any, bf16: bool) -> dict
         f"forgetting probe: {len(doc['tasks'])} task(s) in {time.perf_counter() - start:.0f} s"
     )
     return doc
-
-
-def _embedder(encoder: Any, tokenizer: Any, cfg: Any, bf16: bool) -> Embed:
-    """texts -> mean-pooled, L2-normalised embeddings of `encoder` (as the baselines use)."""
-
-    def run(texts: Sequence[str]) -> np.ndarray:
-        data = encode(tokenizer, texts, None, cfg.model.max_length)
-        return embed(encoder, data, cfg.eval.batch_size, bf16)
-
-    return run
 
 
 def summary_lines(metrics: dict) -> list[str]:

@@ -37,14 +37,14 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
+from tunewise.core.errors import InputError
 from tunewise.data.load import Examples, read_examples
 from tunewise.data.split import stratified_sample, stratified_split
-from tunewise.errors import InputError
 from tunewise.evaluation.compare import paired_bootstrap
+from tunewise.models.embed import Embed
 
 PROBE_C = 10.0  # embeddings have unit norm, so weak regularisation; fixed, never tuned on test
 USER_TEST_FRACTION = 0.25
-Embed = Callable[[Sequence[str]], np.ndarray]
 
 
 class TaskUnavailable(Exception):

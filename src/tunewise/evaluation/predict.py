@@ -12,23 +12,17 @@ rows at a time, so scoring a file 4x the size costs little more memory than the 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from tunewise.core.device import autocast
 from tunewise.data.encode import Encoded, collate, encode, eval_batches
 
 CHUNK_ROWS = 4096
-
-
-def autocast(model: nn.Module, bf16: bool):
-    device = next(model.parameters()).device
-    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
 
 
 @torch.inference_mode()
@@ -97,20 +91,3 @@ def predict_top(
             if scaled is not None:
                 scaled[at] = (logits / temperature).softmax(-1).amax(-1).cpu().numpy()
     return TopPredictions(pred, confidence, scaled, lengths)
-
-
-@torch.inference_mode()
-def embed(encoder: Any, data: Encoded, batch_size: int = 128, bf16: bool = False) -> np.ndarray:
-    """L2-normalised mean-pooled token embeddings (the sentence-transformers recipe)."""
-    encoder.eval()
-    device = next(encoder.parameters()).device
-    out = np.zeros((len(data), encoder.config.hidden_size), dtype=np.float32)
-    for rows in eval_batches(data.lengths(), batch_size):
-        batch = collate(data, rows)
-        mask = batch["attention_mask"].to(device)
-        with autocast(encoder, bf16):
-            hidden = encoder(input_ids=batch["input_ids"].to(device), attention_mask=mask)[0]
-        hidden = hidden.float() * mask.unsqueeze(-1)
-        pooled = hidden.sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
-        out[rows] = F.normalize(pooled, dim=-1).cpu().numpy()
-    return out

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tunewise.core.device import autocast
 from tunewise.data.encode import Encoded, collate, encode, eval_batches
 from tunewise.evaluation.metrics import metrics_from_confusion
-from tunewise.evaluation.predict import autocast
 
 
 class RunningScores:

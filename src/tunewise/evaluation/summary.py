@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Console
 
 from tunewise.config import RunConfig
+from tunewise.core import rundir
+from tunewise.core.console import results
 from tunewise.data.load import Examples
 from tunewise.evaluation import analyses
 from tunewise.evaluation.compare import compare
@@ -35,7 +36,7 @@ def metrics_document(
         "labels": labels,
         "tuned": classification_metrics(y, pred, n),
     }
-    saved = run_dir / "baseline.json"
+    saved = run_dir / rundir.BASELINE
     baselines = json.loads(saved.read_text()) if saved.exists() else None
     if baselines and baselines["test_size"] == len(y) and baselines["test_source"] == test.source:
         doc["baselines"] = {k: baselines[k]["metrics"] for k in ("zero_shot", "linear_probe")}
@@ -55,13 +56,13 @@ def metrics_document(
         )
     doc["per_class"] = per_class(y, pred, labels)
     doc["confusion_matrix"] = confusion(y, pred, n).tolist()
-    training = run_dir / "training.json"
+    training = run_dir / rundir.TRAINING
     if training.exists():
         doc.update(json.loads(training.read_text()))
     return doc
 
 
-def print_scores(title: str, doc: dict, keys: tuple[str, ...]) -> Console:
+def print_scores(title: str, doc: dict, keys: tuple[str, ...]) -> Any:
     """One row per baseline and one for the tuned model, on `keys`; returns the console."""
     from rich.table import Table
 
@@ -71,7 +72,7 @@ def print_scores(title: str, doc: dict, keys: tuple[str, ...]) -> Console:
         table.add_column(key, justify="right")
     for name, scores in {**doc.get("baselines", {}), "tuned": doc["tuned"]}.items():
         table.add_row(name, *(f"{scores[k]:.4f}" for k in keys))
-    out = Console()
+    out = results
     out.print(table)
     return out
 

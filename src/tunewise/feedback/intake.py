@@ -17,11 +17,12 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from tunewise.core.errors import InputError
+from tunewise.core.files import sha256_file
+from tunewise.core.findings import Finding
 from tunewise.data.dedup import DuplicateIndex, exact_key, near_key
 from tunewise.data.load import Examples, read_examples
 from tunewise.data.pii import PIIDetector
-from tunewise.errors import InputError
-from tunewise.findings import Finding
 
 EVAL_SHARE = 0.25  # share of accepted feedback held out (by text hash) as the feedback test set
 
@@ -222,6 +223,5 @@ def rows_to_examples(rows: list[Row], source: str) -> Examples:
 
 
 def data_file_hashes(files: list[str]) -> dict[str, str]:
-    from tunewise.serving.export import sha256_file
 
     return {str(f): sha256_file(Path(f)) for f in files}

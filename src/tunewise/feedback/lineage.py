@@ -12,22 +12,22 @@ its hash is checked on each refinement so the yardstick cannot drift.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tunewise.data.load import Examples, read_examples
-from tunewise.errors import InputError, Problem
-from tunewise.serving.export import sha256_file
-
-LINEAGE = "lineage.json"
+from tunewise.core import rundir
+from tunewise.core.errors import InputError, Problem
+from tunewise.core.files import sha256_file
+from tunewise.data.curate import prepare_splits
+from tunewise.data.load import Examples, read_examples, write_examples
+from tunewise.data.validate import load_splits
 
 
 def load(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / LINEAGE
+    path = run_dir / rundir.LINEAGE
     if not path.is_file():
         return {"current": 0, "versions": []}
     return json.loads(path.read_text())
@@ -35,7 +35,7 @@ def load(run_dir: Path) -> dict[str, Any]:
 
 def save(run_dir: Path, doc: dict[str, Any]) -> Path:
     """Write lineage.json atomically: a crash leaves the old file or the new one, never half."""
-    path = run_dir / LINEAGE
+    path = run_dir / rundir.LINEAGE
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(doc, indent=1, default=str))
     os.replace(tmp, path)
@@ -52,13 +52,7 @@ def version_dir(run_dir: Path, version: int) -> Path:
 
 def write_rows(path: Path, ex: Examples, text_col: str, label_col: str, extra=None) -> dict:
     """A CSV of text and label (plus `extra` columns); returns its record {path, sha256, rows}."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    extra = extra or {}
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow([text_col, label_col, *extra])
-        for i, (text, label) in enumerate(zip(ex.texts, ex.labels, strict=True)):
-            writer.writerow([text, label, *(values[i] for values in extra.values())])
+    write_examples(path, ex, text_col, label_col, extra)
     return file_record(path, len(ex))
 
 
@@ -94,15 +88,13 @@ def ensure_base(run_dir: Path, cfg, doc: dict) -> dict:
     """Version 0: the rows the run trained and validated on, and its frozen test set."""
     if doc["versions"]:
         return doc["versions"][0]
-    from tunewise.curation import prepare_splits
-    from tunewise.data.validate import load_splits
 
     splits = load_splits(cfg.data, cfg.seed)
     if splits.test is None:
         raise InputError(
             [
                 Problem(
-                    str(run_dir / "config.yaml"),
+                    str(run_dir / rundir.CONFIG),
                     None,
                     "data.test",
                     "no test set: nothing to compare a candidate on",
@@ -112,7 +104,7 @@ def ensure_base(run_dir: Path, cfg, doc: dict) -> dict:
         )
     folder = version_dir(run_dir, 0)
     folder.mkdir(parents=True, exist_ok=True)
-    if (run_dir / "prepare.json").exists():  # the run prepared its data: so does version 0
+    if (run_dir / rundir.PREPARE).exists():  # the run prepared its data: so does version 0
         splits = prepare_splits(cfg, splits, folder)
     assert splits.test is not None
     cols = (cfg.data.text_col, cfg.data.label_col)
@@ -128,8 +120,8 @@ def ensure_base(run_dir: Path, cfg, doc: dict) -> dict:
             "test": write_rows(folder / "test.csv", splits.test, *cols),
         },
         "model": {
-            "path": str(run_dir / "model"),
-            "sha256": sha256_file(run_dir / "model" / "model.safetensors"),
+            "path": str(run_dir / rundir.MODEL),
+            "sha256": sha256_file(run_dir / rundir.MODEL / "model.safetensors"),
         },
         "decision": {"promoted": True, "reasons": ["the run as trained"]},
     }

@@ -22,14 +22,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Console
 
+from tunewise.config import load_config
+from tunewise.core import rundir
+from tunewise.core.console import console
+from tunewise.core.errors import InputError, Problem
+from tunewise.core.findings import write_findings
+from tunewise.data.encode import encode
 from tunewise.data.load import Examples
-from tunewise.errors import InputError, Problem
+from tunewise.data.validate import Splits
+from tunewise.evaluation.compare import compare
+from tunewise.evaluation.metrics import classification_metrics
+from tunewise.evaluation.predict import predict_logits
 from tunewise.feedback import intake, lineage
-from tunewise.findings import write_findings
+from tunewise.feedback.store import read_feedback
+from tunewise.training.classifier import train_classifier
 
-console = Console(stderr=True)
 GATED = (("test", "accuracy"), ("test", "macro_f1"), ("feedback", "accuracy"))
 
 
@@ -50,7 +58,7 @@ def refine(
     cols = (cfg.data.text_col, cfg.data.label_col)
     train = lineage.read_rows(parent["data"]["train"], *cols)
     test = lineage.read_rows(base["data"]["test"], *cols)
-    labels = _labels(run_dir / "model")
+    labels = _labels(run_dir / rundir.MODEL)
     rows, rejected = intake.collect(feedback, list(data), cfg)
     accepted, refused, findings = intake.audit_rows(rows, labels, train, test)
     to_train, feedback_test = intake.split_feedback(accepted, eval_share)
@@ -60,7 +68,7 @@ def refine(
         "parent": parent["version"],
         "created_at": lineage.now(),
         "config_source": config_source,
-        "inputs": _inputs(feedback_db or str(run_dir / "feedback.db"), feedback, data),
+        "inputs": _inputs(feedback_db or str(run_dir / rundir.FEEDBACK_DB), feedback, data),
         "intake": _intake_summary(rows, rejected + refused, to_train, feedback_test),
     }
     if not to_train:
@@ -71,17 +79,19 @@ def refine(
     record["data"] = _write_version(folder, parent, train, to_train, feedback_test, cols)
     record["data"]["test"] = base["data"]["test"]
     _write_rejected(folder, rejected + refused)
-    write_findings(folder / "audit.json", findings)
+    write_findings(folder / rundir.AUDIT, findings)
     candidate = _retrain(cfg, folder, record["data"], labels)
-    record["metrics"] = _score(cfg, run_dir / "model", candidate / "model", test, feedback_test)
+    record["metrics"] = _score(
+        cfg, run_dir / rundir.MODEL, candidate / rundir.MODEL, test, feedback_test
+    )
     record["decision"] = gate(record["metrics"], tolerance)
     record["model"] = {
-        "path": str(candidate / "model"),
-        "sha256": lineage.sha256_file(candidate / "model" / "model.safetensors"),
+        "path": str(candidate / rundir.MODEL),
+        "sha256": lineage.sha256_file(candidate / rundir.MODEL / "model.safetensors"),
     }
     doc["versions"].append(record)
     if record["decision"]["promoted"]:
-        _promote(run_dir, doc, candidate / "model")
+        _promote(run_dir, doc, candidate / rundir.MODEL)
         doc["current"] = version
     lineage.save(run_dir, doc)
     _print(record)
@@ -90,10 +100,9 @@ def refine(
 
 def _checked(run_dir: Path, data: Sequence[str], tolerance: float):
     """Usage problems before any model loads; the config to retrain with and where it came from."""
-    from tunewise.config import load_config
 
     problems = []
-    if not (run_dir / "model").is_dir() or not (run_dir / "config.yaml").is_file():
+    if not (run_dir / rundir.MODEL).is_dir() or not (run_dir / rundir.CONFIG).is_file():
         problems.append(
             Problem(
                 str(run_dir),
@@ -120,8 +129,8 @@ def _checked(run_dir: Path, data: Sequence[str], tolerance: float):
         )
     if problems:
         raise InputError(problems)
-    best = run_dir / "tune" / "best_config.yaml"
-    source = best if best.is_file() else run_dir / "config.yaml"
+    best = run_dir / rundir.TUNE / "best_config.yaml"
+    source = best if best.is_file() else run_dir / rundir.CONFIG
     cfg = load_config(source)
     if cfg.task != "classification":
         raise InputError(
@@ -140,10 +149,9 @@ def _checked(run_dir: Path, data: Sequence[str], tolerance: float):
 
 def _feedback(run_dir: Path, url: str | None, data: Sequence[str]) -> list[dict]:
     """Every stored feedback row; none (not an error) when only --data rows are given."""
-    from tunewise.feedback.store import read_feedback
 
     target = url or run_dir
-    if url is None and not (run_dir / "feedback.db").is_file() and data:
+    if url is None and not (run_dir / rundir.FEEDBACK_DB).is_file() and data:
         return []
     return read_feedback(target)
 
@@ -217,12 +225,8 @@ def _write_rejected(folder: Path, rejected: list) -> None:
 
 
 def _retrain(cfg, folder: Path, files: dict, labels: list[str]) -> Path:
-    """Train the candidate from the pre-trained model on the version's rows (a run directory)."""
-    from tunewise.config import load_config
-    from tunewise.data.validate import Splits
-    from tunewise.models.load import load_tokenizer
-    from tunewise.pipeline import start_run, train_stage
-
+    """Train the candidate from the pre-trained model on the version's rows (a run directory),
+    the way every classifier is trained (`train_classifier`)."""
     raw = cfg.to_dict()
     raw["data"].update(
         train=files["train"]["path"],
@@ -240,16 +244,14 @@ def _retrain(cfg, folder: Path, files: dict, labels: list[str]) -> Path:
         labels,
         "file",
     )
-    run = start_run(ccfg)
+    run = rundir.start_run(ccfg)
     console.log(f"refine: training the candidate on {len(splits.train)} rows")
-    train_stage(ccfg, splits, run, load_tokenizer(ccfg.model.name, ccfg.model.trust_remote_code))
+    train_classifier(ccfg, splits, run)
     return run
 
 
 def _score(cfg, current: Path, candidate: Path, test: Examples, feedback_test) -> dict:
     """Both models on the same rows; deltas are candidate − current, paired."""
-    from tunewise.evaluation.compare import compare
-    from tunewise.evaluation.metrics import classification_metrics
 
     sets = {"test": (test.texts, test.labels)}
     if feedback_test:
@@ -272,9 +274,6 @@ def _score(cfg, current: Path, candidate: Path, test: Examples, feedback_test) -
 def predict_ids(model_dir: Path, texts: list[str], cfg) -> np.ndarray:
     """Class ids from a saved classifier (fp32: both models are scored alike)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from tunewise.data.encode import encode
-    from tunewise.evaluation.predict import predict_logits
 
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -314,11 +313,11 @@ def _promote(run_dir: Path, doc: dict, candidate_model: Path) -> None:
     if current["version"] == 0:  # the run's own model has no other copy: archive it
         archive = lineage.version_dir(run_dir, 0) / "model"
         shutil.rmtree(archive, ignore_errors=True)
-        os.replace(run_dir / "model", archive)
+        os.replace(run_dir / rundir.MODEL, archive)
         current["model"]["path"] = str(archive)
     else:
-        shutil.rmtree(run_dir / "model")
-    os.replace(incoming, run_dir / "model")
+        shutil.rmtree(run_dir / rundir.MODEL)
+    os.replace(incoming, run_dir / rundir.MODEL)
 
 
 def _print(record: dict) -> None:

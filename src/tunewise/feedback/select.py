@@ -20,14 +20,17 @@ import math
 from pathlib import Path
 
 import numpy as np
-from rich.console import Console
 
+from tunewise.config import load_config
+from tunewise.config.schema import SELECT_STRATEGIES
+from tunewise.core import rundir
+from tunewise.core.console import console
+from tunewise.core.errors import InputError, Problem
+from tunewise.data.curate import prepare_text
 from tunewise.data.dedup import exact_key, jaccard, shingles
+from tunewise.data.encode import encode
 from tunewise.data.load import Examples, read_examples
-from tunewise.errors import InputError, Problem
-
-console = Console(stderr=True)
-STRATEGIES = ("entropy", "margin")
+from tunewise.evaluation.predict import predict_logits
 
 
 def uncertainty(probs: np.ndarray, strategy: str = "entropy") -> np.ndarray:
@@ -38,7 +41,7 @@ def uncertainty(probs: np.ndarray, strategy: str = "entropy") -> np.ndarray:
     if strategy == "margin":
         top = np.sort(p, axis=1)[:, ::-1]
         return 1.0 - (top[:, 0] - top[:, 1])
-    raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    raise ValueError(f"strategy must be one of {SELECT_STRATEGIES}, got {strategy!r}")
 
 
 def diverse_top(
@@ -104,20 +107,19 @@ def select(
 
 def _checked_config(run_dir: Path, n: int, strategy: str, similarity: float):
     """Usage problems, all at once, before any model loads (exit 2)."""
-    from tunewise.config import load_config
 
     problems = []
     if n < 1:
         problems.append(Problem("command line", None, "--n", f"got {n}", "pick at least 1"))
-    if strategy not in STRATEGIES:
+    if strategy not in SELECT_STRATEGIES:
         problems.append(
-            Problem("command line", None, "--strategy", repr(strategy), "|".join(STRATEGIES))
+            Problem("command line", None, "--strategy", repr(strategy), "|".join(SELECT_STRATEGIES))
         )
     if not 0 < similarity <= 1:
         problems.append(
             Problem("command line", None, "--similarity", f"got {similarity}", "a value in (0, 1]")
         )
-    if not (run_dir / "model").is_dir() or not (run_dir / "config.yaml").is_file():
+    if not (run_dir / rundir.MODEL).is_dir() or not (run_dir / rundir.CONFIG).is_file():
         problems.append(
             Problem(
                 str(run_dir),
@@ -129,7 +131,7 @@ def _checked_config(run_dir: Path, n: int, strategy: str, similarity: float):
         )
     if problems:
         raise InputError(problems)
-    return load_config(run_dir / "config.yaml")
+    return load_config(run_dir / rundir.CONFIG)
 
 
 def _read_pool(pool: str | Path, text_col: str) -> Examples:
@@ -159,14 +161,10 @@ def _probabilities(run_dir: Path, cfg, ex: Examples) -> tuple[list[str], np.ndar
     """The run's model on the pool texts, prepared the way its training text was."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from tunewise.curation import prepare_text
-    from tunewise.data.encode import encode
-    from tunewise.evaluation.predict import predict_logits
-
     model = AutoModelForSequenceClassification.from_pretrained(
-        run_dir / "model", use_safetensors=True
+        run_dir / rundir.MODEL, use_safetensors=True
     )
-    tokenizer = AutoTokenizer.from_pretrained(run_dir / "model")
+    tokenizer = AutoTokenizer.from_pretrained(run_dir / rundir.MODEL)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     if not len(ex):
         return labels, np.zeros((0, len(labels)))

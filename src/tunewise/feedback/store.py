@@ -22,7 +22,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from tunewise.errors import InputError, Problem
+from tunewise.core import rundir
+from tunewise.core.errors import InputError, Problem
 
 VERDICTS = ("correct", "incorrect")
 FIELDS = ("request_id", "text", "prediction", "verdict", "correction", "comment", "user")
@@ -204,7 +205,7 @@ def read_feedback(url_or_path: str | Path) -> list[dict[str, Any]]:
     if "://" not in given:
         path = Path(given)
         if path.is_dir():
-            path = path / "feedback.db"
+            path = path / rundir.FEEDBACK_DB
         if not path.is_file():
             raise InputError(
                 [

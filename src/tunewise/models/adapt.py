@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from tunewise.errors import InputError, Problem
+from tunewise.core.errors import InputError, Problem
 from tunewise.models.layers import is_embedding, is_head, layer_index, num_layers
 from tunewise.models.lora import add_lora
 
@@ -134,3 +134,11 @@ def count_parameters(model: nn.Module) -> dict[str, float]:
     total = sum(p.numel() for p in params.values())
     trainable = sum(p.numel() for p in params.values() if p.requires_grad)
     return {"trainable": trainable, "total": total, "percent": round(100.0 * trainable / total, 4)}
+
+
+def describe_parameters(params: dict[str, float], method: str) -> str:
+    """The line every training run prints: how much of the model fine-tuning may change."""
+    return (
+        f"trainable parameters: {params['trainable']:,} of {params['total']:,} "
+        f"({params['percent']:.2f}%)  method={method}"
+    )

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import yaml
 
+from tunewise.core import rundir
+
 
 def write_model_card(run_dir: Path, metrics: dict) -> Path:
     """Write model/README.md from the run's config and metrics."""
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    cfg = yaml.safe_load((run_dir / rundir.CONFIG).read_text())
     tuned = metrics["tuned"]
     lines = [
         "---",
@@ -25,7 +27,7 @@ def write_model_card(run_dir: Path, metrics: dict) -> Path:
         "",
         "```python",
         "from transformers import pipeline",
-        f'clf = pipeline("text-classification", model="{run_dir / "model"}")',
+        f'clf = pipeline("text-classification", model="{run_dir / rundir.MODEL}")',
         "```",
         "",
         f"## Test results ({metrics['test_size']} rows of `{metrics.get('test_source', '?')}`)",
@@ -43,6 +45,6 @@ def write_model_card(run_dir: Path, metrics: dict) -> Path:
             f"{metrics['delta']['accuracy']:+.4f} (95% CI {lo:+.4f} to {hi:+.4f}, "
             f"McNemar p = {metrics['significance']['p_value']:.2g}).",
         ]
-    path = run_dir / "model" / "README.md"
+    path = run_dir / rundir.MODEL / "README.md"
     path.write_text("\n".join(lines) + "\n")
     return path

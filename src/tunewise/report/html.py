@@ -24,9 +24,10 @@ import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from tunewise.errors import InputError, Problem
+from tunewise.core import rundir
+from tunewise.core.errors import InputError, Problem
 from tunewise.report.evaluation_sections import deeper_context
-from tunewise.tuning.plots import report_section as tune_section
+from tunewise.report.tune_section import report_section as tune_section
 
 METRIC_COLUMNS = ("accuracy", "macro_f1", "macro_precision", "macro_recall")
 MAX_TICK_CLASSES = 30  # above this, tick labels are unreadable; the top-pairs table replaces them
@@ -39,13 +40,13 @@ TEMPLATE_DIR = Path(__file__).parent / "templates"
 def write_report(run_dir: Path) -> Path:
     """Write run_dir/report.html from the run's config, metrics, history and findings."""
     run_dir = Path(run_dir)
-    metrics = _read_json(run_dir / "metrics.json", required=True)
+    metrics = _read_json(run_dir / rundir.METRICS, required=True)
     if not isinstance(metrics, dict):
-        raise InputError([Problem(str(run_dir / "metrics.json"), None, "<root>", "not an object")])
-    context = _context(metrics, *_read_history(run_dir / "history.jsonl"))
-    context.update(config=_read_config(run_dir / "config.yaml"), findings=_read_findings(run_dir))
+        raise InputError([Problem(str(run_dir / rundir.METRICS), None, "<root>", "not an object")])
+    context = _context(metrics, *_read_history(run_dir / rundir.HISTORY))
+    context.update(config=_read_config(run_dir / rundir.CONFIG), findings=_read_findings(run_dir))
     context["tune"] = tune_section(run_dir)  # after `tunewise tune`: its study and plots
-    out = run_dir / "report.html"
+    out = run_dir / rundir.REPORT
     out.write_text(_environment().get_template("report.html").render(context), encoding="utf-8")
     return out
 

@@ -7,14 +7,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from tunewise.core import rundir
+from tunewise.core.console import results
+
 
 def list_runs(output_dir: Path) -> list[dict[str, Any]]:
     """One row per run directory that has a config.yaml."""
     rows = []
     for config in Path(output_dir).glob("*/config.yaml"):
         run = config.parent
-        metrics = _read(run / "metrics.json")
-        doctor = _read(run / "doctor.json") or []
+        metrics = _read(run / rundir.METRICS)
+        doctor = _read(run / rundir.DOCTOR) or []
         rows.append(
             {
                 "name": run.name,
@@ -39,7 +42,6 @@ def _read(path: Path) -> Any:
 
 
 def print_runs(rows: list[dict[str, Any]]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{len(rows)} run(s)")
@@ -61,4 +63,4 @@ def print_runs(rows: list[dict[str, Any]]) -> None:
             num(r["p_value"], ".2g"),
             doctor,
         )
-    Console().print(table)
+    results.print(table)

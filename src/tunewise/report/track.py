@@ -8,7 +8,6 @@ and a run can be (re)logged later. MLflow's own local store lives in the output 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -17,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tunewise.core import rundir
+from tunewise.core.files import sha256_file, sha256_json
 
 SKIPPED_KEYS = ("labels", "per_class", "confusion_matrix", "train_label_counts", "errors")
 UNSAFE_NAME = re.compile(r"[^\w\-. :/]")
@@ -35,13 +37,10 @@ def flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def data_hash(config: dict[str, Any]) -> str:
-    """SHA-256 over the bytes of the run's data files (train, validation, test), 16 hex digits."""
-    digest = hashlib.sha256()
-    for key in ("train", "validation", "test"):
-        path = (config.get("data") or {}).get(key)
-        if path and Path(path).is_file():
-            digest.update(Path(path).read_bytes())
-    return digest.hexdigest()[:16]
+    """SHA-256 over the hashes of the run's data files (train, validation, test), 16 hex digits."""
+    data = config.get("data") or {}
+    files = [data.get(k) for k in ("train", "validation", "test")]
+    return sha256_json([sha256_file(p) for p in files if p and Path(p).is_file()])[:16]
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
@@ -55,7 +54,7 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 def _history(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "history.jsonl"
+    path = run_dir / rundir.HISTORY
     return (
         [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
     )
@@ -68,7 +67,7 @@ def log_mlflow(run_dir: Path, uri: str | None, experiment: str) -> str:
     import mlflow
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # no schema-migration chatter
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config = yaml.safe_load((run_dir / rundir.CONFIG).read_text())
     mlflow.set_tracking_uri(uri or f"sqlite:///{(run_dir.parent / 'mlflow.db').resolve()}")
     mlflow.set_experiment(experiment)
     with mlflow.start_run(run_name=config.get("name")) as active:
@@ -87,14 +86,14 @@ def log_mlflow(run_dir: Path, uri: str | None, experiment: str) -> str:
                 if k not in ("step", "split") and isinstance(v, int | float)
             }
             mlflow.log_metrics(values, step=int(record["step"]))
-        metrics_path = run_dir / "metrics.json"
+        metrics_path = run_dir / rundir.METRICS
         if metrics_path.exists():
             mlflow.log_metrics(_scalars(json.loads(metrics_path.read_text())))
-        for name in ("report.html", "metrics.json", "doctor.json", "audit.json", "config.yaml"):
+        for name in (rundir.REPORT, rundir.METRICS, rundir.DOCTOR, rundir.AUDIT, rundir.CONFIG):
             if (run_dir / name).exists():
                 mlflow.log_artifact(str(run_dir / name))
-        if (run_dir / "model").is_dir():
-            mlflow.log_artifacts(str(run_dir / "model"), artifact_path="model")
+        if (run_dir / rundir.MODEL).is_dir():
+            mlflow.log_artifacts(str(run_dir / rundir.MODEL), artifact_path="model")
         return active.info.run_id
 
 
@@ -102,14 +101,14 @@ def log_wandb(run_dir: Path, project: str) -> str:
     """Log the same scalars to Weights & Biases (needs `wandb` installed and logged in)."""
     import wandb
 
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config = yaml.safe_load((run_dir / rundir.CONFIG).read_text())
     run = wandb.init(project=project, name=config.get("name"), config=flat(config))
     for record in _history(run_dir):
         run.log(
             {f"{record['split']}/{k}": v for k, v in record.items() if k not in ("split",)},
             step=int(record["step"]),
         )
-    metrics_path = run_dir / "metrics.json"
+    metrics_path = run_dir / rundir.METRICS
     if metrics_path.exists():
         run.summary.update(_scalars(json.loads(metrics_path.read_text())))
     run.finish()
@@ -120,7 +119,7 @@ def log_comet(run_dir: Path, project: str) -> str:
     """Log the same scalars to Comet (needs `comet_ml` installed and COMET_API_KEY set)."""
     import comet_ml
 
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config = yaml.safe_load((run_dir / rundir.CONFIG).read_text())
     run = comet_ml.Experiment(project_name=project)
     run.set_name(config.get("name"))
     run.log_parameters(flat(config))
@@ -131,7 +130,7 @@ def log_comet(run_dir: Path, project: str) -> str:
             if k not in ("step", "split") and isinstance(v, int | float)
         }
         run.log_metrics(values, step=int(record["step"]))
-    metrics_path = run_dir / "metrics.json"
+    metrics_path = run_dir / rundir.METRICS
     if metrics_path.exists():
         run.log_metrics(_scalars(json.loads(metrics_path.read_text())))
     run.end()

@@ -24,7 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from tunewise.errors import InputError
+from tunewise.core.errors import InputError
 from tunewise.feedback.store import FeedbackStore, IdempotencyConflict
 from tunewise.serving.batching import MicroBatcher
 from tunewise.serving.metrics import Metrics

@@ -11,7 +11,6 @@ top-1 agreement and largest probability difference are measured and written down
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 import warnings
@@ -19,11 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Console
 
-from tunewise.errors import BlockingFinding, InputError, Problem
+from tunewise.config import load_config
+from tunewise.core import rundir
+from tunewise.core.console import console
+from tunewise.core.errors import BlockingFinding, InputError, Problem
+from tunewise.core.files import sha256_file
+from tunewise.data.load import read_examples
+from tunewise.serving.onnx_backend import onnx_probabilities, session
 
-console = Console(stderr=True)
 FP32_TOLERANCE = 1e-4  # largest |p_onnx - p_torch| accepted for the fp32 export
 INT8_MIN_AGREEMENT = 0.9  # top-1 agreement with PyTorch below this blocks the int8 export
 SAMPLE_ROWS = 64
@@ -37,15 +40,6 @@ FALLBACK_TEXTS = [
 ]
 
 
-def sha256_file(path: Path) -> str:
-    """Content hash, read in blocks so a large weight file never sits in memory twice."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def export(
     run_dir: str | Path, fmt: str = "onnx", quantize: str | None = None, opset: int = 17
 ) -> Path:
@@ -54,7 +48,7 @@ def export(
     _check_request(run_dir, fmt, quantize)
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    model_dir = run_dir / "model"
+    model_dir = run_dir / rundir.MODEL
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -110,7 +104,7 @@ def _check_request(run_dir: Path, fmt: str, quantize: str | None) -> None:
                 "use --quantize int8 or leave it out",
             )
         )
-    if not (run_dir / "model" / "model.safetensors").is_file():
+    if not (run_dir / rundir.MODEL / "model.safetensors").is_file():
         problems.append(
             Problem(
                 str(run_dir),
@@ -123,7 +117,7 @@ def _check_request(run_dir: Path, fmt: str, quantize: str | None) -> None:
     elif _task(run_dir) != "classification":
         problems.append(
             Problem(
-                str(run_dir / "config.yaml"),
+                str(run_dir / rundir.CONFIG),
                 None,
                 "task",
                 "only classification models export to ONNX so far",
@@ -140,9 +134,8 @@ def _task(run_dir: Path) -> str:
 
 
 def _config(run_dir: Path):
-    from tunewise.config import load_config
 
-    path = run_dir / "config.yaml"
+    path = run_dir / rundir.CONFIG
     return load_config(path) if path.is_file() else None
 
 
@@ -184,7 +177,6 @@ def _quantize(src: Path, dst: Path) -> None:
 
 def sample_texts(run_dir: Path) -> list[str]:
     """The first test rows of the run (the texts the model is meant for), else fixed sentences."""
-    from tunewise.data.load import read_examples
 
     cfg = _config(run_dir)
     if cfg is not None and cfg.data.test:
@@ -216,7 +208,6 @@ def _torch_probabilities(model: Any, tokenizer: Any, texts: list[str], max_lengt
 
 def _check(path: Path, tokenizer: Any, texts: list[str], max_length: int, reference) -> dict:
     """Compare with PyTorch; an fp32 export off by more than FP32_TOLERANCE is refused (exit 1)."""
-    from tunewise.serving.onnx_backend import onnx_probabilities, session
 
     probs = onnx_probabilities(session(path), tokenizer, texts, max_length)
     check = {

@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from tunewise.errors import InputError, Problem
+from tunewise.core import rundir
+from tunewise.core.errors import InputError, Problem
+from tunewise.core.files import sha256_file
 
 
 def session(path: Path, threads: int | None = None):
@@ -116,9 +118,8 @@ def _read_record(folder: Path) -> dict:
 
 def _check_fresh(run_dir: Path, record: dict) -> None:
     """Refuse an export of older weights: serving it would silently serve the old model."""
-    from tunewise.serving.export import sha256_file
 
-    weights = run_dir / "model" / "model.safetensors"
+    weights = run_dir / rundir.MODEL / "model.safetensors"
     if weights.is_file() and sha256_file(weights) != record["source_weights_sha256"]:
         raise InputError(
             [

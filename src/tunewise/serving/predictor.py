@@ -16,7 +16,11 @@ from typing import Any
 
 import yaml
 
-from tunewise.errors import InputError, Problem
+from tunewise.core import rundir
+from tunewise.core.device import autocast, bf16_supported
+from tunewise.core.errors import InputError, Problem
+from tunewise.data.encode import collate, encode, eval_batches
+from tunewise.serving.onnx_backend import OnnxPredictor
 
 TASKS = ("classification", "causal_lm")
 
@@ -24,8 +28,8 @@ TASKS = ("classification", "causal_lm")
 def run_task(run_dir: Path) -> tuple[str, dict[str, Any]]:
     """The run's task and its resolved config, checked before any model loads."""
     run_dir = Path(run_dir)
-    config = run_dir / "config.yaml"
-    if not (run_dir / "model").is_dir() or not config.is_file():
+    config = run_dir / rundir.CONFIG
+    if not (run_dir / rundir.MODEL).is_dir() or not config.is_file():
         raise InputError(
             [
                 Problem(
@@ -63,9 +67,7 @@ class TorchClassifier:
     def __init__(self, run_dir: Path, cfg: dict[str, Any]):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from tunewise.training.loop import bf16_supported
-
-        folder = Path(run_dir) / "model"
+        folder = Path(run_dir) / rundir.MODEL
         trust = _trust(cfg)
         self.tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust)
         self.model = AutoModelForSequenceClassification.from_pretrained(
@@ -80,9 +82,6 @@ class TorchClassifier:
 
     def predict(self, texts: list[str], top_k: int = 5) -> list[dict]:
         import torch
-
-        from tunewise.data.encode import collate, encode, eval_batches
-        from tunewise.evaluation.predict import autocast
 
         if not texts:
             return []
@@ -116,7 +115,7 @@ class TorchGenerator:
     def __init__(self, run_dir: Path, cfg: dict[str, Any]):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        folder = Path(run_dir) / "model"
+        folder = Path(run_dir) / rundir.MODEL
         trust = _trust(cfg)
         self.tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust)
         self.tokenizer.padding_side = "left"
@@ -198,7 +197,5 @@ def load_predictor(run_dir: Path, backend: str = "torch", threads: int | None = 
             )
         return TorchGenerator(Path(run_dir), cfg)
     if backend == "onnx":
-        from tunewise.serving.onnx_backend import OnnxPredictor
-
         return OnnxPredictor(Path(run_dir), threads=threads) if threads else OnnxPredictor(run_dir)
     return TorchClassifier(Path(run_dir), cfg)

@@ -18,8 +18,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tunewise.errors import InputError, Problem
+from tunewise.core.errors import InputError, Problem
+from tunewise.feedback.store import open_store
 from tunewise.serving.app import Limits, create_app
+from tunewise.serving.predictor import load_predictor, run_task
 
 TOKEN_ENV = "TUNEWISE_API_TOKEN"
 
@@ -65,8 +67,6 @@ def build_app(
     threads: int | None = None,
 ):
     """The app for a run: its predictor and its feedback store (default RUN_DIR/feedback.db)."""
-    from tunewise.feedback.store import open_store
-    from tunewise.serving.predictor import load_predictor, run_task
 
     run_task(Path(run_dir))  # a bad run directory fails before the store is created
     store = open_store(feedback_db, Path(run_dir))

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tunewise.core.console import console
+
 LOWER_IS_BETTER = {"loss"}
 
 
@@ -102,6 +104,7 @@ class ProgressBar:
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             TextColumn("{task.fields[info]}"),
+            console=console,
             disable=not enabled,
         )
         self.task = self.progress.add_task("train", total=total_steps, info="")

@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.console import Console
 from safetensors import safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-from tunewise.errors import InputError, Problem
+from tunewise.core import rundir
+from tunewise.core.console import console
+from tunewise.core.errors import InputError, Problem
 from tunewise.training.state_json import (
     join_optimizer,
     plain,
@@ -40,11 +41,10 @@ from tunewise.training.state_json import (
 )
 
 PREFIX, TMP = "step-", ".tmp-"
-LOGS = ("history.jsonl", "rows.jsonl")  # append-only run logs, cut back to the checkpoint on resume
+LOGS = (rundir.HISTORY, rundir.ROWS)  # append-only run logs, cut back to the checkpoint on resume
 FORMAT = 1
 STOPPER = ("best_", "best_step_", "bad_evals_")  # EarlyStopping's learned state
 NOT_RESTORED = ("precision", "total_steps", "seconds")  # this session's own
-console = Console(stderr=True)
 
 
 def config_hash(cfg: Any) -> str:
@@ -127,7 +127,7 @@ class Checkpoints:
 
 def for_run(out_dir: Path, cfg: Any, run_hash: str, writer: bool, model: Any) -> Checkpoints:
     """The run's checkpoints as TrainConfig `cfg` asks, once the disk is known to hold them."""
-    ckpt = Checkpoints(out_dir / "checkpoints", cfg.checkpoint_every, cfg.keep_checkpoints,
+    ckpt = Checkpoints(out_dir / rundir.CHECKPOINTS, cfg.checkpoint_every, cfg.keep_checkpoints,
                        run_hash, writer)  # fmt: skip
     ckpt.check_space(model)
     return ckpt
@@ -268,19 +268,24 @@ def resume_point(cfg: Any, resume: str | Path | None) -> tuple[Any, Path | None]
     """The config to train with and the checkpoint to resume from, checked before models load.
 
     `resume` is a run directory or "auto" (this config's run directory; a fresh start when it
-    holds no valid checkpoint). The checkpoint must come from the same config (its hash).
+    holds no valid checkpoint). `check_resumable` then checks the checkpoint's config hash.
     """
     if resume is None:
         return cfg, None
     if str(resume) != "auto":
         run_dir = Path(resume)
         cfg = dataclasses.replace(cfg, output_dir=str(run_dir.parent), name=run_dir.name)
-    folder = latest_valid(cfg.run_dir() / "checkpoints")
+    folder = latest_valid(cfg.run_dir() / rundir.CHECKPOINTS)
     if folder is None:
         if str(resume) == "auto":
             console.log(f"no valid checkpoint in {cfg.run_dir()}: starting from scratch")
             return cfg, None
         raise _resume_error(str(resume), "holds no valid checkpoint", "train without --resume")
+    return cfg, folder
+
+
+def check_resumable(folder: Path, cfg: Any) -> None:
+    """The checkpoint must come from this config (its hash), as prepared for training."""
     saved = json.loads((folder / "state.json").read_text())
     if saved.get("config_hash") != config_hash(cfg):
         raise _resume_error(
@@ -289,7 +294,6 @@ def resume_point(cfg: Any, resume: str | Path | None) -> tuple[Any, Path | None]
             f"resume with the config the run started with: {cfg.run_dir() / 'config.yaml'}",
         )
     console.log(f"resuming from {folder} (step {saved['step']}, epoch {saved['epoch']})")
-    return cfg, folder
 
 
 def _resume_error(where: str, message: str, fix: str) -> InputError:

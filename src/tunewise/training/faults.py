@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tunewise.errors import BlockingFinding
+from tunewise.core import rundir
+from tunewise.core.errors import BlockingFinding, TrainingInterrupted
 
-if TYPE_CHECKING:  # torch loads lazily: the CLI imports this module to catch its exception
+if TYPE_CHECKING:
     import torch
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -35,16 +36,6 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 class NonFiniteAbort(BlockingFinding):
     """Too many steps with a NaN or infinite loss or gradient (exit 1)."""
-
-
-class TrainingInterrupted(Exception):
-    """SIGTERM or SIGINT stopped training after a checkpoint; the exit code is 128 + signal."""
-
-    def __init__(self, signum: int, checkpoint: Path | None):
-        self.exit_code = 128 + signum
-        self.checkpoint = checkpoint
-        where = f"; checkpoint {checkpoint}, continue with --resume" if checkpoint else ""
-        super().__init__(f"stopped by {signal.Signals(signum).name} after a full step{where}")
 
 
 @dataclass
@@ -128,7 +119,7 @@ class Watch:
         )
         if self.out_dir is None:
             return f"{text}, training rows {rows}"
-        path = self.out_dir / "nonfinite.json"
+        path = self.out_dir / rundir.NONFINITE
         report = {"step": step, "rows": rows, "limit": self.limit, "skipped": self.skipped_}
         path.write_text(json.dumps(_finite_or_text(report), indent=1))
         return f"{text}; its batch's training rows are in {path}"

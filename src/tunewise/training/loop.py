@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tunewise.core.device import resolve_precision
 from tunewise.data.encode import Encoded, collate, train_batches
 from tunewise.models.rand_dropout import use_rand_dropout
 from tunewise.training import checkpoint
@@ -54,19 +55,18 @@ class TrainState:
     precision: str = "fp32"
     nonfinite_steps: int = 0  # skipped for a NaN/inf loss or gradient
 
-
-def bf16_supported(device: torch.device) -> bool:
-    """True when bf16 autocast is fast here (CUDA with bf16, or a CPU with AVX-512 bf16/AMX)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """`auto` becomes bf16 where supported, else fp32."""
-    if precision == "auto":
-        return "bf16" if bf16_supported(device) else "fp32"
-    return precision
+    def summary(self) -> dict[str, Any]:
+        """training.json's "training" section, the same for every task."""
+        return {
+            "steps": self.step,
+            "epochs": self.epoch,
+            "seconds": round(self.seconds, 2),
+            "samples_per_second": round(self.samples / max(self.seconds, 1e-9), 2),
+            "best_step": self.best_step,
+            "best_metric": self.best_metric,
+            "stopped_early": self.stopped_early,
+            "precision": self.precision,
+        }
 
 
 def batch_loss(

@@ -18,7 +18,8 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-LOSSES = ("cross_entropy", "weighted_cross_entropy", "focal", "pairwise_ranking")
+from tunewise.config.schema import LOSSES
+
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 

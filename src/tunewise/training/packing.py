@@ -22,10 +22,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from rich.console import Console
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from tunewise.core.console import console
 from tunewise.data.encode import Encoded, collate
 from tunewise.training.distributed import is_main
 
@@ -171,6 +171,6 @@ def prepare(
         why = "train.rdrop stacks each batch twice, which packed rows cannot"
     if why:
         if is_main():
-            Console(stderr=True).log(f"train.packing ignored: {why}")
+            console.log(f"train.packing ignored: {why}")
         return model, collate, train_cfg
     return enable(model), pack_collate, dataclasses.replace(train_cfg, group_by_length=False)

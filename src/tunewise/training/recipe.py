@@ -23,7 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from tunewise.errors import InputError, Problem
+from tunewise.core import rundir
+from tunewise.core.errors import InputError, Problem
 from tunewise.models import load as models
 from tunewise.models.adapt import adapt
 from tunewise.models.dropout import dropout_of
@@ -153,12 +154,14 @@ def save_trained(model: Any, tokenizer: Any, run_dir: Path) -> nn.Module:
 
     Returns the model that was saved (for LoRA the merged plain model).
     """
-    shutil.rmtree(run_dir / "adapter", ignore_errors=True)  # never a stale adapter beside model/
+    shutil.rmtree(
+        run_dir / rundir.ADAPTER, ignore_errors=True
+    )  # never a stale adapter beside model/
     if is_peft(model):
-        model = save_adapter_and_merge(model, run_dir / "adapter")
-        tokenizer.save_pretrained(run_dir / "adapter")
-    model.save_pretrained(run_dir / "model")
-    tokenizer.save_pretrained(run_dir / "model")
+        model = save_adapter_and_merge(model, run_dir / rundir.ADAPTER)
+        tokenizer.save_pretrained(run_dir / rundir.ADAPTER)
+    model.save_pretrained(run_dir / rundir.MODEL)
+    tokenizer.save_pretrained(run_dir / rundir.MODEL)
     return model
 
 
