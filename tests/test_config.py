@@ -31,7 +31,7 @@ def problems(exc: pytest.ExceptionInfo[InputError]) -> list[str]:
 
 def test_defaults_load_with_none():
     cfg = load_config(None)
-    assert cfg == RunConfig()
+    assert cfg.task == "classification" and cfg.data == RunConfig().data
     assert cfg.train.lr == 3.0e-4
     assert cfg.train.early_stopping == EarlyStoppingConfig()
     assert cfg.run_dir() == Path("runs") / "run"
@@ -275,7 +275,7 @@ def test_a_union_field_names_every_accepted_type_when_none_fits():
     with pytest.raises(InputError) as exc:
         load_config({"data": {"train": "a.csv"}, "adapt": {"freeze_layers": [0, "x"]}})
     (message,) = problems(exc)
-    assert "adapt.freeze_layers: expected an integer or a list or a string" in message
+    assert "adapt.freeze_layers: expected an integer or a number or a list or a string" in message
 
 
 def test_losses_lora_and_regularisation_keys_round_trip(tmp_path):
@@ -318,4 +318,19 @@ def test_causal_lm_defaults_to_lora_unless_the_config_says_otherwise():
     assert load_config(base).adapt.method == "lora"
     assert load_config(base, ["adapt.method=full"]).adapt.method == "full"
     assert load_config({**base, "adapt": {"lora": {"r": 4}}}).adapt.lora.r == 4
-    assert load_config({**base, "task": "classification"}).adapt.method == "full"
+    assert load_config({**base, "task": "classification"}).adapt.method == "freeze"  # the recipe
+
+
+def test_a_minimal_classification_config_gets_the_recipe_and_other_tasks_do_not():
+    from tunewise.config.schema import RECIPE
+
+    cfg = load_config({"data": {"train": "t.csv"}})
+    for key, value in RECIPE.items():
+        section, name = key.split(".")
+        assert getattr(getattr(cfg, section), name) == value, key
+    mine = load_config({"data": {"train": "t.csv"}, "adapt": {"method": "full"}})
+    assert mine.adapt.method == "full" and mine.adapt.head_init == "linear_probe"  # the rest stays
+    lm = load_config({"task": "causal_lm", "data": {"train": "t.jsonl"}})
+    assert lm.adapt.method == "lora" and lm.train.rdrop == 0 and lm.train.average_last is None
+    ranking = load_config({"task": "ranking", "data": {"train": "t.jsonl"}})
+    assert ranking.train.loss == "pairwise_ranking" and ranking.adapt.method == "full"

@@ -95,7 +95,7 @@ def test_an_error_finding_exits_1_for_every_task(task_config, tmp_path, monkeypa
 
 # --- a trial trains what `train` trains -----------------------------------------------------
 
-PARAMS = {"train.lr": 1e-3, "train.weight_decay": 0.05}  # averaging is kept at this lr
+PARAMS = {"train.lr": 1e-2, "train.weight_decay": 0.05}  # averaging is kept at this lr
 SPACE = {
     "train.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},
     "train.weight_decay": {"type": "float", "low": 0.0, "high": 0.1},
@@ -111,7 +111,7 @@ def recipe_config(tmp_path, tiny_model_dir, toy_data) -> dict:
         "batch_size": 8,
         "precision": "fp32",
         "rdrop": 0.5,
-        "average_last": 2,
+        "average_last": 3,
         "interpolate_start": True,
         "early_stopping": {"metric": "loss", "patience": 5},
     }

@@ -41,9 +41,7 @@ def test_mahalanobis_matches_the_textbook_formula():
     x, y, _ = clusters(rng, n=200, dim=3)
     scorer = oos.MahalanobisScorer(ridge=0.0).fit(x, y)
     point = rng.normal(size=(1, 3))
-    distances = [
-        ((point - m) @ scorer.precision_ @ (point - m).T).item() for m in scorer.means_
-    ]
+    distances = [((point - m) @ scorer.precision_ @ (point - m).T).item() for m in scorer.means_]
     assert scorer.score(point)[0] == pytest.approx(float(np.sqrt(min(distances))), rel=1e-9)
     again = oos.MahalanobisScorer.from_state(scorer.state())
     assert again.score(point)[0] == pytest.approx(scorer.score(point)[0])

@@ -67,6 +67,19 @@ def test_binary_probe_gives_softmax_logits_that_match_the_sigmoid():
     assert w.shape == (2, 4) and np.allclose(w[0], -w[1])
 
 
+def test_a_near_constant_feature_does_not_get_a_huge_probe_weight():
+    # A pooled encoder has dimensions that barely vary (MiniLM-L6: std near 0). Scaling each
+    # dimension to unit variance gave them weights over 1,000, whose gradients wrecked the head
+    # in the first epoch; one global scale keeps the head's weights in the raw features' range.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 8))
+    y = (x[:, 0] > 0).astype(int) + 2 * (x[:, 1] > 0)
+    x[:, 7] = 1.0 + 1e-5 * rng.normal(size=300)  # near-constant
+    w, b = fit_probe(x, y, 4, seed=0, c=1.0)
+    assert ((x @ w.T + b).argmax(1) == y).mean() > 0.9
+    assert np.abs(w).max() < 20 and np.abs(w[:, 7]).max() < 1
+
+
 def _set(model, value: float) -> None:
     with torch.no_grad():
         model.classifier.weight.fill_(value)

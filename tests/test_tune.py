@@ -240,7 +240,10 @@ def test_shard_splits_every_micro_batch_exactly():
 
 @pytest.mark.parametrize(
     "recipe",
-    [{}, {"adapt": {"method": "freeze", "freeze_layers": 1}, "rdrop": 1.0}],
+    [
+        {"adapt": {"method": "full", "head_init": "random"}},
+        {"adapt": {"method": "freeze", "freeze_layers": 1, "head_init": "random"}, "rdrop": 1.0},
+    ],
     ids=["plain", "frozen-layer-rdrop"],  # R-Drop doubles the batch inside the wrapped model
 )
 def test_two_process_ddp_matches_one_process(tmp_path, tiny_model_dir, toy_data, recipe):
@@ -267,8 +270,10 @@ def test_two_process_ddp_matches_one_process(tmp_path, tiny_model_dir, toy_data,
             "eval_every": 4,
             "log_every": 2,
             "rdrop": recipe.get("rdrop", 0.0),
+            "average_last": None,
+            "interpolate_start": False,
         },
-        "adapt": recipe.get("adapt", {}),
+        "adapt": recipe["adapt"],
     }
     path = tmp_path / "ddp.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")

@@ -23,7 +23,13 @@ from typing import Any
 
 import yaml
 
-from tunewise.config.schema import CAUSAL_LM_METHODS, RANKING_LOSS, ConfigError, RunConfig
+from tunewise.config.schema import (
+    CAUSAL_LM_METHODS,
+    RANKING_LOSS,
+    TASK_DEFAULTS,
+    ConfigError,
+    RunConfig,
+)
 from tunewise.core.errors import Problem
 from tunewise.data import sources
 
@@ -32,9 +38,6 @@ _UNIONS = (typing.Union, types.UnionType)
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}")
 _BOUNDS = {"ge": (operator.ge, ">="), "gt": (operator.gt, ">"),
            "le": (operator.le, "<="), "lt": (operator.lt, "<")}  # fmt: skip
-# A causal LM is tuned with LoRA (full fine-tuning of a decoder on a few hundred dialogues forgets
-# the most); a ranking run trains with the pairwise loss.
-TASK_DEFAULTS = {"causal_lm": {"adapt.method": "lora"}, "ranking": {"train.loss": RANKING_LOSS}}
 _NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
           type(None): "null", list: "a list"}  # fmt: skip
 
@@ -80,8 +83,10 @@ def load_config(
 
 
 def _task_defaults(raw: dict) -> None:
-    """Defaults that depend on the task, filled in where the config leaves them out."""
-    for key, value in TASK_DEFAULTS.get(str(raw.get("task")), {}).items():
+    """Defaults that depend on the task (schema.TASK_DEFAULTS), filled in where the config leaves
+    them out, so the resolved config.yaml records them."""
+    task = raw.get("task") or RunConfig.task
+    for key, value in TASK_DEFAULTS.get(str(task), {}).items():
         section, _, name = key.partition(".")
         given = raw.get(section)
         if given is None or isinstance(given, dict):  # else the loader reports the bad section
@@ -108,6 +113,10 @@ def _check_task(cfg: RunConfig, ctx: _Context) -> None:
     if cfg.task == "causal_lm" and cfg.adapt.method not in CAUSAL_LM_METHODS:
         refuse("adapt.method", f"'{cfg.adapt.method}' is not available for causal_lm",
                "set adapt.method: lora (the default recipe for causal_lm) or full")  # fmt: skip
+    share = cfg.adapt.freeze_layers
+    if isinstance(share, float) and not 0 <= share < 1:
+        refuse("adapt.freeze_layers", f"{share!r} is not a share of the layers",
+               "give a share from 0 to 1 (0.5: the lower half) or a whole layer count")  # fmt: skip
 
 
 def _fail(ctx: _Context, line: int | None, message: str, fix: str) -> ConfigError:

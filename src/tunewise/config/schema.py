@@ -35,6 +35,26 @@ SERVE_BACKENDS = ("torch", "onnx")
 POOLINGS = ("auto", "cls", "mean")  # what a classification head reads (models/pooling.py)
 
 
+# What a config gets for the keys it leaves out, by task; the loader fills them in before the
+# sections are built. Classification's are the measured recipe (docs/recipe.md), so a config of
+# data paths and columns alone trains the way the case study does; a causal LM is tuned with LoRA
+# (full fine-tuning of a decoder on a few hundred dialogues forgets the most); a ranking run
+# trains with the pairwise loss.
+RECIPE = {
+    "adapt.method": "freeze",
+    "adapt.freeze_layers": 0.5,  # the lower half: 3 of MiniLM-L6's 6 layers
+    "adapt.head_init": "linear_probe",
+    "train.rdrop": 1.0,
+    "train.average_last": 3,
+    "train.interpolate_start": True,
+}
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "classification": RECIPE,
+    "ranking": {"train.loss": RANKING_LOSS},
+    "causal_lm": {"adapt.method": "lora"},
+}
+
+
 class ConfigError(InputError):
     """A config that cannot be used; an InputError so the CLI exits 2 and prints every problem."""
 
@@ -88,8 +108,9 @@ class AdaptConfig:
     """Which parameters fine-tuning may change."""
 
     method: str = _f("full", choices=ADAPT_METHODS)
-    # freeze: embeddings + first N layers (int), + these layers (list), or names matching a regex
-    freeze_layers: int | list[int] | str = 0
+    # freeze: embeddings + first N layers (int), + that share of them (0.5: the lower half),
+    # + these layers (list), or names matching a regex
+    freeze_layers: int | float | list[int] | str = 0
     lora: LoraConfig = _f(factory=LoraConfig)
     unfreeze_every: int | None = _f(None, ge=1)  # gradual: head first, one more layer every N
     unfreeze_unit: str = _f("epoch", choices=UNFREEZE_UNITS)
@@ -176,6 +197,9 @@ class DoctorConfig:
     slice_gap: float = _f(0.10, ge=0.0)  # worst slice below overall accuracy
     max_ece: float = _f(0.10, ge=0.0)
     spike_factor: float = _f(3.0, gt=1.0)  # loss above this × its recent median
+    clip_excess: float = _f(10.0, gt=1.0)  # pre-clip gradient norm above this × the clip ...
+    clip_share: float = _f(0.5, gt=0.0, le=1.0)  # ... on this share of logged steps
+    start_drop: float = _f(0.02, ge=0.0)  # validation accuracy below the probe head's start
     alpha: float = _f(0.05, gt=0.0, lt=1.0)  # significance level for no-improvement
 
 

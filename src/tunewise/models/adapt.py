@@ -21,7 +21,7 @@ from tunewise.models.layers import is_embedding, is_head, layer_index, num_layer
 from tunewise.models.lora import add_lora
 
 METHODS = ("full", "head", "freeze", "bitfit", "lora")
-FreezeSpec = int | Sequence[int] | str
+FreezeSpec = int | float | Sequence[int] | str
 
 
 def adapt(
@@ -100,8 +100,17 @@ def frozen_names(names: Sequence[str], spec: FreezeSpec) -> set[str]:
     return chosen
 
 
-def _blocks(spec: int | Sequence[int], n_layers: int) -> set[int]:
-    """The block indices an int (first N) or list (exact indices) names, checked against depth."""
+def _blocks(spec: int | float | Sequence[int], n_layers: int) -> set[int]:
+    """The block indices an int (first N), a share below 1 (that part of the depth, rounded down:
+    0.5 of 6 layers is 3) or a list (exact indices) names, checked against depth."""
+    if isinstance(spec, float):
+        if not 0 <= spec < 1:
+            raise _error(
+                "adapt.freeze_layers",
+                f"{spec!r} is not a share of the layers",
+                "give a share from 0 to 1 (0.5: the lower half) or a whole layer count",
+            )
+        spec = int(spec * n_layers)
     blocks = set(range(spec)) if isinstance(spec, int) else set(spec)
     bad = sorted(i for i in blocks if not 0 <= i < n_layers)
     if bad or (isinstance(spec, int) and spec < 0):

@@ -57,12 +57,16 @@ def head_inputs(model: nn.Module, head: nn.Linear, data: Encoded, batch_size: in
 def fit_probe(features: np.ndarray, labels: np.ndarray, n_labels: int, seed: int, c: float):
     """Weights and bias of a multinomial logistic regression, in the raw feature space.
 
-    Features are standardised for a well-conditioned fit, then the scaling is folded back into
-    the weights, so `features @ W.T + b` gives the probe's logits directly.
+    Features are centred and divided by one global scale for a well-conditioned fit; both are
+    folded back into the weights and bias, so `features @ W.T + b` gives the probe's logits
+    directly. One scale, not one per dimension: a pooled encoder has near-constant dimensions,
+    and dividing by their tiny spread gives them weights in the thousands, whose gradients then
+    wreck the head in the first epoch of fine-tuning.
     """
     from sklearn.linear_model import LogisticRegression
 
-    mean, std = features.mean(0), features.std(0) + 1e-6
+    mean = features.mean(0)
+    std = float((features - mean).std()) + 1e-6
     probe = LogisticRegression(C=c, max_iter=1000, random_state=seed)
     probe.fit((features - mean) / std, labels)
     weight = np.zeros((n_labels, features.shape[1]), dtype=np.float64)
