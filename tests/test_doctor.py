@@ -224,6 +224,35 @@ def test_unstable_training_on_non_finite_loss_and_on_spikes(tmp_path):
     assert codes(make_run(tmp_path, history=spiky)) == ["unstable-training"]
 
 
+def test_unstable_training_when_the_clip_sets_every_step(tmp_path):
+    # healthy: grad_norm 1.0 against clip 1.0 (the healthy run); clipped throughout:
+    clipped = [
+        {**r, "grad_norm": 197.0} if r["split"] == "train" else r for r in HEALTHY["history"]
+    ]
+    found = diagnose(make_run(tmp_path, history=clipped), DoctorConfig())
+    assert [f.code for f in found] == ["unstable-training"]
+    assert "100% of logged steps" in found[0].message and "median 197" in found[0].message
+    # a few large norms are not "sustained"
+    few = [
+        {**r, "grad_norm": 197.0} if r["split"] == "train" and r["step"] < 60 else r
+        for r in HEALTHY["history"]
+    ]
+    assert codes(make_run(tmp_path, history=few)) == []
+    # without a clip, the spike rule speaks instead and this one stays quiet
+    no_clip = {**HEALTHY["config"], "train": {**HEALTHY["config"]["train"], "clip_grad_norm": None}}
+    assert codes(make_run(tmp_path, config=no_clip)) == []
+
+
+def test_unstable_training_when_validation_falls_below_the_probe_start(tmp_path):
+    start = {"method": "linear_probe", "validation": {"accuracy": 0.65}}
+    run = make_run(tmp_path, training__head_init=start)  # validation 0.55 ... 0.70
+    found = diagnose(run, DoctorConfig())
+    assert [f.code for f in found] == ["unstable-training"]
+    assert "from 0.6500" in found[0].message and "0.5500 at step 50" in found[0].message
+    near = {"method": "linear_probe", "validation": {"accuracy": 0.565}}  # within 0.02
+    assert codes(make_run(tmp_path, training__head_init=near)) == []
+
+
 def test_no_improvement_and_significantly_worse(tmp_path):
     run = make_run(tmp_path, metrics__significance={"p_value": 0.4})
     assert codes(run) == ["no-improvement"]

@@ -326,18 +326,64 @@ def unstable_training(run: RunFacts, limits) -> list[Finding]:
                 {"steps": bad[:20]},
             )
         ]
+    clip = run.section("train").get("clip_grad_norm")
     spikes = _spikes(train, "loss", limits.spike_factor)
-    if not run.section("train").get("clip_grad_norm"):  # clipped spikes cannot move the weights
+    if not clip:  # clipped spikes cannot move the weights
         spikes += _spikes(train, "grad_norm", limits.spike_factor * 3)
-    if not spikes:
+    found = []
+    if spikes:
+        found.append(
+            Finding(
+                "unstable-training",
+                "warning",
+                f"{len(spikes)} loss or gradient-norm spikes",
+                "lower the learning rate, lengthen warmup, keep train.clip_grad_norm on",
+                {"spikes": spikes[:20]},
+            )
+        )
+    return found + _clipped_throughout(train, clip, limits) + _start_lost(run, limits)
+
+
+def _clipped_throughout(train: list[dict[str, Any]], clip: Any, limits) -> list[Finding]:
+    """The pre-clip gradient norm far above the clip for much of the run: the clip, not the
+    learning rate, sets every step, and what the gradient says is thrown away."""
+    norms = [r["grad_norm"] for r in train if _finite(r.get("grad_norm"))]
+    if not clip or not norms:
+        return []
+    share = sum(n > limits.clip_excess * clip for n in norms) / len(norms)
+    if share < limits.clip_share:
         return []
     return [
         Finding(
             "unstable-training",
             "warning",
-            f"{len(spikes)} loss or gradient-norm spikes",
-            "lower the learning rate, lengthen warmup, keep train.clip_grad_norm on",
-            {"spikes": spikes[:20]},
+            f"the gradient norm before clipping was over {limits.clip_excess:g}x the clip "
+            f"({clip:g}) on {share:.0%} of logged steps (median {statistics.median(norms):.3g})",
+            "lower train.lr or lengthen train.warmup_ratio; with adapt.head_init: linear_probe, "
+            "check the head's weights are not huge",
+            {"share": share, "median_grad_norm": statistics.median(norms), "clip": clip},
+        )
+    ]
+
+
+def _start_lost(run: RunFacts, limits) -> list[Finding]:
+    """Validation fell well below where training started (the probe head's own score)."""
+    start = ((run.training.get("head_init") or {}).get("validation") or {}).get("accuracy")
+    scores = [(r["step"], r["accuracy"]) for r in run.records("validation")
+              if _finite(r.get("accuracy"))]  # fmt: skip
+    if not _finite(start) or not scores:
+        return []
+    step, low = min(scores, key=lambda s: s[1])
+    if low >= start - limits.start_drop:
+        return []
+    return [
+        Finding(
+            "unstable-training",
+            "warning",
+            f"validation accuracy fell from {start:.4f} (the linear-probe head training started "
+            f"from) to {low:.4f} at step {step}: training first undid the head it was given",
+            "lower train.lr or lengthen train.warmup_ratio so the first steps keep the probe",
+            {"start": start, "lowest": low, "step": step},
         )
     ]
 

@@ -78,6 +78,8 @@ def train_classifier(
         return stream_scores(m, val_data, len(splits.labels), cfg.eval.batch_size, bf16)
 
     head_init = recipe.init_head(cfg, model, train_data) if resume_from is None else None
+    if head_init is not None:  # where training starts: the doctor checks it is not lost
+        head_init["validation"] = evaluate_validation(model)
     start = recipe.start_weights(cfg, model, splits.labels, train_data, resume_from is not None)
     averager = recipe.checkpoint_average(cfg)
     writers = _writers(cfg, out_dir, len(train_data)) if main and out_dir else []
