@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoTokenizer
 
 from tunewise.config import RunConfig, load_config
 from tunewise.core import rundir
@@ -145,7 +145,7 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None) -> dict:
         fix = "pass --data FILE"
         raise InputError([Problem(where, None, "data.test", "no test set to evaluate on", fix)])
     model_dir = run_dir / rundir.MODEL
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
+    model = models.load_trained_classifier(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     test = curate.prepare_text(cfg, _read_labelled(path, cfg, labels))  # as trained

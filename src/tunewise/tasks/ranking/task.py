@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoTokenizer
 
 from tunewise.config import RunConfig, load_config
 from tunewise.core import rundir
@@ -203,9 +203,7 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None) -> dict:
         raise InputError([Problem(str(run_dir / rundir.CONFIG), None, "data.test", "none", fix)])
     test = read_pairs(path, cfg.data.pair_cols, "data.test")
     test = cap(test, cfg.data.max_rows, cfg.seed) if data is None else test
-    model = AutoModelForSequenceClassification.from_pretrained(
-        run_dir / rundir.MODEL, use_safetensors=True
-    )
+    model = models.load_trained_classifier(run_dir / rundir.MODEL)
     tokenizer = AutoTokenizer.from_pretrained(run_dir / rundir.MODEL)
     preferred, rejected = score_pairs(
         model, encode_pairs(tokenizer, test, cfg.model.max_length), cfg.eval.batch_size
