@@ -26,7 +26,7 @@ from tunewise.data.audit import audit_examples
 from tunewise.data.augment import augment_examples
 from tunewise.data.clean import Prepared, build_transforms, prepare_examples, transform
 from tunewise.data.dedup import exact_key
-from tunewise.data.load import Examples, read_examples, write_examples
+from tunewise.data.load import COLUMN_FLAGS, Examples, read_examples, write_examples
 from tunewise.data.pii import PIIDetector
 from tunewise.data.validate import Splits, check_splits
 from tunewise.models.embed import text_embedder
@@ -45,7 +45,8 @@ def command_config(
 
 
 def read_files(files: list, text_col: str, label_col: str) -> list[Examples | None]:
-    """Read every given file; all problems of all files in one InputError (exit 2)."""
+    """Read every given file (named on a command line: a missing column's fix names the
+    --text-col/--label-col option); all problems of all files in one InputError (exit 2)."""
     problems: list[Problem | str] = []
     parts: list[Examples | None] = []
     for path, field in files:
@@ -53,7 +54,7 @@ def read_files(files: list, text_col: str, label_col: str) -> list[Examples | No
             parts.append(None)
             continue
         try:
-            ex, found = read_examples(path, text_col, label_col, field=field)
+            ex, found = read_examples(path, text_col, label_col, field=field, flags=COLUMN_FLAGS)
         except InputError as exc:
             problems += exc.problems
             parts.append(None)

@@ -136,7 +136,10 @@ def _checked_config(run_dir: Path, n: int, strategy: str, similarity: float):
 
 
 def _read_pool(pool: str | Path, text_col: str) -> Examples:
-    ex, problems = read_examples(pool, text_col, "label", field="--pool", require_labels=False)
+    flags = {"text_col": "--text-col"}
+    ex, problems = read_examples(
+        pool, text_col, "label", field="--pool", require_labels=False, flags=flags
+    )
     if problems:
         raise InputError(problems)
     if not len(ex):
