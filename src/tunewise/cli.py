@@ -39,6 +39,10 @@ def api(path: str) -> Callable[..., Any]:
 # --- what each command calls ----------------------------------------------------------------
 
 
+def _init(a: argparse.Namespace) -> None:
+    api("tunewise.config.starter:init")(a.data, a.test, a.out, a.text_col, a.label_col, a.force)
+
+
 def _run(a: argparse.Namespace) -> None:
     api("tunewise.pipeline:run")(a.config, a.overrides)
 
@@ -184,6 +188,15 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="another labelled file to score (default: the run's test set)")
 
 
+def _init_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", help="your labelled file (CSV, TSV, JSONL, Parquet, datasets folder)")
+    p.add_argument("--test", help="a test file with the same columns (default: run holds out 20%%)")
+    p.add_argument("--out", help="config to write (default: DATA's name with .yaml, here)")
+    p.add_argument("--text-col", help="the text column, if the guess is wrong")
+    p.add_argument("--label-col", help="the label column, if the guess is wrong")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
+
+
 def _audit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help="labelled file to audit (CSV, JSONL, Parquet, datasets folder)")
     p.add_argument("--test", help="test file, checked for leakage from DATA")
@@ -290,6 +303,12 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {
+    "init": Command(
+        _init,
+        "start here: guess the text and label columns of your file and write a starter config",
+        _init_args,
+        ("tunewise init my.csv", "tunewise init train.csv --test test.csv --out intents.yaml"),
+    ),
     "run": Command(
         _run,
         "audit → baseline → train → evaluate → doctor → report, into a run directory",
@@ -401,7 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="tunewise",
         description="Fine-tune pre-trained language models the careful way, and prove the result.",
-        epilog="Start with your own CSV: tunewise run CONFIG, then tunewise serve runs/NAME. "
+        epilog="Start with your own CSV: tunewise init my.csv, tunewise run my.yaml, then "
+        "tunewise serve runs/my. "
         "'tunewise COMMAND --help' shows a command's options and examples.",
     )
     parser.add_argument("--version", action="version", version=f"tunewise {__version__}")
@@ -424,7 +444,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown beside each option; examples kept on their own lines."""
+    """Defaults shown beside each option (not an empty one: the help says what happens then);
+    examples kept on their own lines."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or action.default == []:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _unknown_command(argv: Sequence[str]) -> str | None:

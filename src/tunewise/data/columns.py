@@ -71,8 +71,8 @@ class Guess:
 
 def guess_columns(table: Mapping[str, Sequence[str]], text: str | None = None,
                   label: str | None = None) -> Guess:  # fmt: skip
-    """Guess what is not given: the text column is the longest free text (most values distinct,
-    not numbers); the label column has 2 or more values, at most half as many as rows, in
+    """Guess what is not given: the text column is the longest free text (two or more words on
+    average, not numbers); the label column has 2 or more values, at most half as many as rows, in
     (nearly) every row; a column named like a label wins a tie of candidates."""
     stats = {name: _stats(values) for name, values in table.items()}
     guess = Guess(text, label, seen={name: _describe(s) for name, s in stats.items()})
@@ -82,8 +82,8 @@ def guess_columns(table: Mapping[str, Sequence[str]], text: str | None = None,
             guess.text = max(free, key=lambda n: (stats[n]["mean_chars"], n))
             s = stats[guess.text]
             guess.reasons["text"] = (
-                f"the longest free text (mean {s['mean_chars']:.0f} characters, "
-                f"{s['distinct']} of {s['rows']} rows distinct)"
+                f"the longest free text: mean {s['mean_chars']:.0f} characters, "
+                f"{s['distinct']} of {s['rows']} rows distinct"
             )
     if label is None:
         fits = [n for n, s in stats.items() if n != guess.text and s["label_like"]]
@@ -91,10 +91,10 @@ def guess_columns(table: Mapping[str, Sequence[str]], text: str | None = None,
         if fits:
             guess.label, guess.alternatives = fits[0], fits[1:]
             s = stats[guess.label]
-            why = "named like a label, " if name_role(guess.label) == "label_col" else ""
+            why = ", named like a label" if name_role(guess.label) == "label_col" else ""
             guess.reasons["label"] = (
-                f"{why}{s['distinct']} distinct values over {s['rows']} rows "
-                f"({s['rows'] / s['distinct']:.1f} rows per class)"
+                f"{s['distinct']} values over {s['rows']} rows "
+                f"({s['rows'] / s['distinct']:.1f} per class){why}"
             )
     return guess
 
@@ -105,12 +105,11 @@ def _stats(values: Sequence[str]) -> dict:
     numeric = sum(_is_number(v) for v in filled)
     mean_chars = sum(len(v) for v in filled) / rows if rows else 0.0
     words = sum(len(v.split()) for v in filled) / rows if rows else 0.0
-    share = distinct / rows if rows else 1.0
     return {
         "rows": rows,
         "distinct": distinct,
         "mean_chars": mean_chars,
-        "free_text": rows > 0 and numeric < rows / 2 and words >= 2 and share > MAX_LABEL_SHARE,
+        "free_text": distinct > 1 and numeric < rows / 2 and words >= 2,
         "label_like": rows >= 0.9 * len(values) > 0 and 2 <= distinct <= MAX_LABEL_SHARE * rows,
         "top": Counter(filled).most_common(3),
     }
