@@ -76,7 +76,8 @@ def _tune(a: argparse.Namespace) -> None:
 
 
 def _evaluate(a: argparse.Namespace) -> None:
-    api("tunewise.pipeline:evaluate")(a.run_dir, a.data)
+    columns = (a.text_col, a.label_col)
+    api("tunewise.pipeline:evaluate")(a.run_dir, a.data, a.overrides, a.forgetting, columns)
 
 
 def _report(a: argparse.Namespace) -> None:
@@ -185,7 +186,20 @@ def _tune_args(p: argparse.ArgumentParser) -> None:
 
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
     _run_dir(p)
-    p.add_argument("--data", help="another labelled file to score (default: the run's test set)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. eval.batch_size=64")
+    p.add_argument(
+        "--data",
+        help="another labelled file to score: writes RUN_DIR/metrics-<name>.json and .html "
+        "(default: the run's test set, into metrics.json and report.html)",
+    )
+    p.add_argument("--text-col", help="the text column of --data (default: the run's)")
+    p.add_argument("--label-col", help="the label column of --data (default: the run's)")
+    p.add_argument(
+        "--forgetting",
+        action="store_true",
+        help="measure the forgetting probe again (minutes; default: keep what run measured, "
+        "since the encoder has not changed)",
+    )
 
 
 def _init_args(p: argparse.ArgumentParser) -> None:
@@ -344,7 +358,11 @@ COMMANDS: dict[str, Command] = {
         _evaluate,
         "score a run's model on its test set (or --data) against the baseline",
         _evaluate_args,
-        ("tunewise evaluate runs/banking77", "tunewise evaluate runs/banking77 --data new.csv"),
+        (
+            "tunewise evaluate runs/banking77",
+            "tunewise evaluate runs/my --data new.csv --text-col message --label-col intent",
+            "tunewise evaluate runs/banking77 eval.batch_size=64 --forgetting",
+        ),
     ),
     "doctor": Command(
         _doctor,

@@ -18,6 +18,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from tunewise.core.errors import InputError, Problem
+
 # fmt: off
 TEXT_NAMES = frozenset({
     "text", "utterance", "utterances", "sentence", "message", "msg", "query", "question",
@@ -128,3 +130,11 @@ def _is_number(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def refuse_columns(columns: tuple[str | None, str | None], instead: str) -> None:
+    """--text-col/--label-col name a classifier's two columns; other tasks read other shapes."""
+    if any(columns):
+        fix = f"leave them out; this task reads its columns from the config ({instead})"
+        problem = Problem("command line", None, "--text-col/--label-col", "not for this task", fix)
+        raise InputError([problem])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from tunewise.core import rundir
 from tunewise.core.console import console, results
 from tunewise.core.errors import InputError, Problem
 from tunewise.core.findings import Finding, write_findings
+from tunewise.data.columns import refuse_columns
 from tunewise.data.encode import encode
 from tunewise.data.split import sample_rows
 from tunewise.evaluation.compare import mcnemar_exact, paired_bootstrap
@@ -193,10 +195,18 @@ def _stop_on_accuracy(train_cfg: Any) -> Any:
     )
 
 
-def evaluate(run_dir: str | Path, data: str | Path | None = None) -> dict:
-    """Pairwise accuracy of model/ on the test pairs, against the zero-shot baseline."""
+def evaluate(
+    run_dir: str | Path,
+    data: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    forgetting: bool = True,
+    columns: tuple[str | None, str | None] = (None, None),
+) -> dict:
+    """Pairwise accuracy of model/ on the test pairs, against the zero-shot baseline (ranking
+    runs have no forgetting probe; their columns are data.pair_cols)."""
     run_dir = Path(run_dir)
-    cfg = load_config(run_dir / rundir.CONFIG)
+    refuse_columns(columns, "data.pair_cols=[query,preferred,rejected]")
+    cfg = load_config(run_dir / rundir.CONFIG, overrides)
     path = str(data) if data is not None else cfg.data.test
     if path is None:
         fix = "pass --data FILE"
