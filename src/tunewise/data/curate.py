@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tunewise.config import RunConfig, load_config
 from tunewise.core import rundir
-from tunewise.core.console import console, results
+from tunewise.core.console import console, results, step_progress
 from tunewise.core.device import bf16_supported, model_device
 from tunewise.core.errors import InputError, Problem
 from tunewise.core.files import write_jsonl
@@ -85,7 +85,11 @@ def _embedder(cfg: RunConfig):
     def embed_texts(texts: list[str]):  # the encoder loads only if the label-noise check runs
         encoder = load_encoder(name)
         bf16 = bf16_supported(model_device(encoder))
-        return text_embedder(encoder, load_tokenizer(name), cfg.model.max_length, 256, bf16)(texts)
+        tokenizer = load_tokenizer(name)
+        with step_progress("audit: embedding for the label-noise check", len(texts)) as advance:
+            return text_embedder(encoder, tokenizer, cfg.model.max_length, 256, bf16, advance)(
+                texts
+            )
 
     return embed_texts
 
@@ -174,9 +178,15 @@ def _summary(ex: Examples, prepared: Prepared, out: Path) -> dict:
 
 
 def print_prepare(summary: dict) -> None:
-    """Rows changed or dropped per step, as a table on the terminal."""
+    """Rows changed or dropped per step, as a table on the terminal; one line when no step
+    changed anything."""
     from rich.table import Table
 
+    if not any(s.get(k) for s in summary["steps"] for k in ("changed", "dropped", "added")):
+        results.print(
+            f"prepare: {summary['rows_in']} rows in, {summary['rows_out']} out, none changed"
+        )
+        return
     table = Table(title=f"prepare: {summary['rows_in']} rows in, {summary['rows_out']} out")
     table.add_column("step")
     table.add_column("rows changed", justify="right")

@@ -22,7 +22,7 @@ from transformers import AutoTokenizer
 
 from tunewise.config import RunConfig, load_config
 from tunewise.core import rundir
-from tunewise.core.console import console
+from tunewise.core.console import console, step_progress
 from tunewise.core.device import uses_bf16
 from tunewise.core.errors import InputError, Problem
 from tunewise.core.findings import Finding
@@ -93,20 +93,25 @@ def _held_out(cfg: RunConfig, splits: Splits, run_dir: Path | None) -> tuple[Run
 def baseline(cfg: RunConfig, splits: Splits, run_dir: Path) -> dict:
     """Zero-shot and linear-probe baselines of the untuned encoder, on the same test rows."""
     assert splits.test is not None
-    console.log("baseline: embedding train, validation and test with the untuned encoder")
     m = cfg.model
     tokenizer = models.load_tokenizer(m.name, m.trust_remote_code)
     encoder = models.load_encoder(m.name, m.trust_remote_code, m.allow_unsafe_weights)
     bf16 = uses_bf16(cfg.train.precision, encoder)
     parts = {"train": splits.train, "validation": splits.validation, "test": splits.test}
     batch = cfg.eval.batch_size
-    emb = {
-        name: embed(encoder, encode_split(tokenizer, ex, splits, m.max_length), batch, bf16)
-        for name, ex in parts.items()
-    }
-    y = {name: np.array(splits.ids(ex)) for name, ex in parts.items()}
     label_texts = [base.label_text(x) for x in splits.labels]
-    label_emb = embed(encoder, encode(tokenizer, label_texts, None, m.max_length), batch, bf16)
+    rows = sum(len(ex) for ex in parts.values()) + len(label_texts)
+    title = "baseline: embedding train, validation, test and label names (untuned encoder)"
+    with step_progress(title, rows) as advance:
+        emb = {
+            name: embed(
+                encoder, encode_split(tokenizer, ex, splits, m.max_length), batch, bf16, advance
+            )
+            for name, ex in parts.items()
+        }
+        label_data = encode(tokenizer, label_texts, None, m.max_length)
+        label_emb = embed(encoder, label_data, batch, bf16, advance)
+    y = {name: np.array(splits.ids(ex)) for name, ex in parts.items()}
     zero = base.zero_shot(emb["test"], label_emb)
     probe, c = base.linear_probe(
         emb["train"], y["train"], emb["validation"], y["validation"], emb["test"], cfg.seed
@@ -168,15 +173,17 @@ def evaluate(
     y = np.array([labels.index(t) for t in test.labels])
     bf16 = uses_bf16(cfg.train.precision, model)
     fitted = analyses.validation_temperature(cfg, model, tokenizer, labels, bf16)
-    top = predict_top(  # a few numbers a row: memory does not grow by a row of logits
-        model,
-        tokenizer,
-        test.texts,
-        cfg.model.max_length,
-        cfg.eval.batch_size,
-        bf16,
-        analyses.temperature_of(fitted),
-    )
+    with step_progress(f"evaluate: scoring {Path(path).name}", len(test)) as advance:
+        top = predict_top(  # a few numbers a row: memory does not grow by a row of logits
+            model,
+            tokenizer,
+            test.texts,
+            cfg.model.max_length,
+            cfg.eval.batch_size,
+            bf16,
+            analyses.temperature_of(fitted),
+            advance=advance,
+        )
     metrics = summary.metrics_document(run_dir, cfg, labels, y, top.pred, test)
     scored = analyses.Scored(test, y, top, labels, analyses.text_tokens(tokenizer, top.lengths))
     metrics["slices"] = analyses.slices(cfg.eval, scored)
