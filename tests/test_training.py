@@ -214,6 +214,7 @@ def test_early_stopping_restores_the_best_weights():
     stop = SimpleNamespace(metric="macro_f1", patience=2, min_delta=0.0)
     state = fit(model, data, evaluate, _train_cfg(epochs=5, early_stopping=stop), seed=0)
     assert state.stopped_early and state.best_step == 8 and state.step == 24
+    assert state.stop_reason.startswith("stopped early at epoch 3/5: validation macro_f1 did not")
     assert torch.equal(model.classifier.weight, snapshots[0])
 
 

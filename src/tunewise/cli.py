@@ -443,9 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
         "'tunewise COMMAND --help' shows a command's options and examples.",
     )
     parser.add_argument("--version", action="version", version=f"tunewise {__version__}")
-    parser.add_argument(
-        "--verbose", action="store_true", help="show the source location of each log line"
-    )
+    verbose = "show the source location of each log line"
+    parser.add_argument("--verbose", action="store_true", help=verbose)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
         examples = "\n".join(f"  {e}" for e in command.examples)
@@ -457,6 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=_Help,
         )
         command.args(p)
+        # after the command too (tunewise run x.yaml --verbose); unset, the top level's stands
+        p.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose)
         p.set_defaults(func=command.call)
     return parser
 

@@ -1,0 +1,100 @@
+"""The terminal: one bar per long step (none outside a terminal), log lines without source
+locations unless --verbose, and training that stops early says so and why."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+import yaml
+from rich.progress import Progress
+
+from tests.tiny_run import toy_config
+from tunewise.cli import main
+from tunewise.core import console as tw_console
+from tunewise.core.console import console, set_verbose, step_progress
+
+LOCATION = re.compile(r"\b\w+\.py:\d+\b")
+ANSI_OR_REDRAW = re.compile(r"\x1b\[|\r")
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    """The shared console writing into a buffer, as a terminal (`tty=True`) or not."""
+
+    def use(tty: bool) -> io.StringIO:
+        buf = io.StringIO()
+        monkeypatch.setattr(console, "_file", buf)  # not "file": undo would pin a stale stderr
+        monkeypatch.setattr(console, "_force_terminal", tty)
+        return buf
+
+    yield use
+    set_verbose(False)
+
+
+def test_outside_a_terminal_a_step_logs_one_plain_line_and_no_bar(captured):
+    buf = captured(tty=False)
+    with step_progress("baseline: embedding", total=1200) as advance:
+        for _ in range(12):
+            advance(100)
+    out = buf.getvalue()
+    assert out.count("\n") == 1 and "baseline: embedding (1,200 rows)" in out
+    assert not ANSI_OR_REDRAW.search(out) and "━" not in out
+
+
+def test_in_a_terminal_the_bar_ends_full_even_when_the_estimate_was_high(captured):
+    buf = captured(tty=True)
+    with step_progress("forgetting probe", total=400) as advance:
+        advance(150)  # an upper bound of 400 rows; only 150 came
+    last = buf.getvalue().rsplit("\r", 1)[-1]
+    assert "forgetting probe" in last and "400/400" in last
+
+
+def test_a_step_inside_another_bar_prints_nothing_and_does_not_fail(captured):
+    buf = captured(tty=True)
+    with Progress(console=console) as outer:  # rich refuses two live displays at once
+        outer.add_task("train", total=1)
+        with step_progress("inner step", total=10) as advance:
+            advance(10)
+    assert "inner step" not in buf.getvalue()
+    assert tw_console.live()  # the outer bar is gone: the next step may show its own
+
+
+def test_source_locations_only_under_verbose(captured):
+    buf = captured(tty=False)
+    console.log("audit: 30 training rows")
+    set_verbose(True)
+    console.log("audit: 30 training rows")
+    plain, verbose = buf.getvalue().splitlines()
+    assert not LOCATION.search(plain) and LOCATION.search(verbose)
+
+
+def _early_stopping_config(tmp_path, tiny_model_dir, toy_data):
+    train, test = toy_data
+    # min_delta 1.0: macro F1 can never improve by more, so the run stops after `patience`
+    stop = {"metric": "macro_f1", "patience": 2, "min_delta": 1.0}
+    cfg = toy_config(tmp_path, tiny_model_dir, train, test, epochs=6, early_stopping=stop)
+    path = tmp_path / "stop.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_a_captured_training_log_says_why_it_stopped_and_shows_locations_only_if_asked(
+    tmp_path, tiny_model_dir, toy_data, capsys, verbose
+):
+    config = _early_stopping_config(tmp_path, tiny_model_dir, toy_data)
+    assert main(["train", str(config), *(["--verbose"] if verbose else [])]) == 0
+    err = capsys.readouterr().err
+    set_verbose(False)
+    # rich wraps a captured log at 80 columns, with --verbose beside a column of locations
+    words = " ".join(LOCATION.sub("", err).split())
+    said = re.search(
+        r"stopped early at epoch 3/6: validation macro_f1 did not improve by more than 1 for 2 "
+        r"evaluations; kept the weights of step 4 \(macro_f1 0\.\d{4}\)",
+        words,
+    )
+    assert said, err
+    assert bool(LOCATION.search(err)) == verbose, err
+    assert not ANSI_OR_REDRAW.search(err) and "━" not in err  # captured: no bar drawn
