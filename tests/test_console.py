@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -14,6 +15,7 @@ from tests.tiny_run import toy_config
 from tunewise.cli import main
 from tunewise.core import console as tw_console
 from tunewise.core.console import console, set_verbose, step_progress
+from tunewise.training.callbacks import ProgressBar
 
 LOCATION = re.compile(r"\b\w+\.py:\d+\b")
 ANSI_OR_REDRAW = re.compile(r"\x1b\[|\r")
@@ -27,6 +29,7 @@ def captured(monkeypatch):
         buf = io.StringIO()
         monkeypatch.setattr(console, "_file", buf)  # not "file": undo would pin a stale stderr
         monkeypatch.setattr(console, "_force_terminal", tty)
+        monkeypatch.setattr(console, "_width", 150)  # no wrapping inside what is asserted
         return buf
 
     yield use
@@ -98,3 +101,14 @@ def test_a_captured_training_log_says_why_it_stopped_and_shows_locations_only_if
     assert said, err
     assert bool(LOCATION.search(err)) == verbose, err
     assert not ANSI_OR_REDRAW.search(err) and "━" not in err  # captured: no bar drawn
+
+
+def test_the_training_bar_ends_saying_it_stopped_early_and_why(captured):
+    buf = captured(tty=True)
+    bar = ProgressBar(10)
+    bar.on_log({"split": "train", "step": 4, "loss": 0.5, "lr": 1e-4, "samples_per_s": 30.0})
+    reason = "stopped early at epoch 2/5: validation accuracy did not improve for 1 evaluation"
+    bar.on_end(SimpleNamespace(stopped_early=True, step=4, total_steps=10, stop_reason=reason))
+    frames = buf.getvalue().split("\r")
+    assert "4/4" in frames[-1] and "stopped early (10 steps planned)" in frames[-1]
+    assert "-:--:--" not in frames[-1] and reason in buf.getvalue()

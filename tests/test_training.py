@@ -57,6 +57,16 @@ def test_early_stopping_patience_and_min_delta():
     assert (stop.best_, stop.best_step_) == (0.6, 3)
 
 
+def test_early_stopping_says_why_in_words():
+    stop = EarlyStopping("accuracy", patience=1, min_delta=0.01)
+    stop.update(5, {"accuracy": 0.8})
+    stop.update(10, {"accuracy": 0.805})
+    assert stop.reason() == (
+        "validation accuracy did not improve by more than 0.01 for 1 evaluation; "
+        "kept the weights of step 5 (accuracy 0.8000)"
+    )
+
+
 def test_early_stopping_on_loss_prefers_lower():
     stop = EarlyStopping(metric="loss", patience=1)
     stop.update(1, {"loss": 1.0})

@@ -44,7 +44,7 @@ def bar_columns(label: str = "{task.description}") -> list[Any]:
     return [
         TextColumn(" " * 10),  # under a log line's time, so bars and log text line up
         TextColumn(label),
-        BarColumn(bar_width=30),
+        BarColumn(bar_width=20),
         MofNCompleteColumn(),
         TextColumn("{task.fields[unit]}"),
         TimeElapsedColumn(),

@@ -86,7 +86,7 @@ def _embedder(cfg: RunConfig):
         encoder = load_encoder(name)
         bf16 = bf16_supported(model_device(encoder))
         tokenizer = load_tokenizer(name)
-        with step_progress("audit: embedding for the label-noise check", len(texts)) as advance:
+        with step_progress("audit: label-noise embedding", len(texts)) as advance:
             return text_embedder(encoder, tokenizer, cfg.model.max_length, 256, bf16, advance)(
                 texts
             )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -140,7 +141,7 @@ def forgetting(cfg: Any, tuned_encoder: Any, tokenizer: Any, bf16: bool) -> dict
     base_encoder.to(next(tuned_encoder.parameters()).device)
     e = cfg.eval
     rows = len(e.forgetting) * 2 * (e.forgetting_rows + e.forgetting_test_rows)  # at most
-    title = f"forgetting probe: {', '.join(map(str, e.forgetting))}, base and tuned encoder"
+    title = f"forgetting probe: {', '.join(Path(str(t)).stem for t in e.forgetting)}"
     with step_progress(title, rows) as advance:
         base, tuned = (
             text_embedder(encoder, tokenizer, cfg.model.max_length, e.batch_size, bf16, advance)

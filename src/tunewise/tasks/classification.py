@@ -101,8 +101,7 @@ def baseline(cfg: RunConfig, splits: Splits, run_dir: Path) -> dict:
     batch = cfg.eval.batch_size
     label_texts = [base.label_text(x) for x in splits.labels]
     rows = sum(len(ex) for ex in parts.values()) + len(label_texts)
-    title = "baseline: embedding train, validation, test and label names (untuned encoder)"
-    with step_progress(title, rows) as advance:
+    with step_progress("baseline: untuned encoder", rows) as advance:  # all splits, labels
         emb = {
             name: embed(
                 encoder, encode_split(tokenizer, ex, splits, m.max_length), batch, bf16, advance

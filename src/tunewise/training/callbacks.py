@@ -49,7 +49,8 @@ class EarlyStopping:
         evaluations; kept the weights of step 40 (accuracy 0.9120)"."""
         by = f" by more than {self.min_delta:g}" if self.min_delta else ""
         return (
-            f"validation {self.metric} did not improve{by} for {self.bad_evals_} evaluations; "
+            f"validation {self.metric} did not improve{by} for {self.bad_evals_} "
+            f"evaluation{'s' if self.bad_evals_ != 1 else ''}; "
             f"kept the weights of step {self.best_step_} ({self.metric} {self.best_:.4f})"
         )
 
@@ -119,9 +120,11 @@ class ProgressBar:
             self.progress.console.log(f"validation at step {record['step']}  {scores}")
 
     def on_end(self, state: Any) -> None:
-        self.progress.update(self.task, completed=state.step)
-        if state.stopped_early:
-            self.progress.update(self.task, info="[bold]stopped early[/]")
+        if state.stopped_early:  # a full bar, no time left to guess, and the plan it cut short
+            planned = f"[bold]stopped early[/] ({state.total_steps} steps planned)"
+            self.progress.update(self.task, total=state.step, completed=state.step, info=planned)
+        else:
+            self.progress.update(self.task, completed=state.step)
         self.progress.stop()
         if state.stopped_early:
             console.log(state.stop_reason)
