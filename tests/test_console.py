@@ -15,6 +15,7 @@ from tests.tiny_run import toy_config
 from tunewise.cli import main
 from tunewise.core import console as tw_console
 from tunewise.core.console import console, set_verbose, step_progress
+from tunewise.data.curate import print_prepare
 from tunewise.training.callbacks import ProgressBar
 
 LOCATION = re.compile(r"\b\w+\.py:\d+\b")
@@ -112,3 +113,17 @@ def test_the_training_bar_ends_saying_it_stopped_early_and_why(captured):
     frames = buf.getvalue().split("\r")
     assert "4/4" in frames[-1] and "stopped early (10 steps planned)" in frames[-1]
     assert "-:--:--" not in frames[-1] and reason in buf.getvalue()
+
+
+def test_prepare_prints_one_line_not_an_empty_table_and_still_reports_personal_data(
+    captured, capsys
+):
+    buf = captured(tty=False)
+    steps = [{"step": "clean", "changed": 0}, {"step": "dedup", "dropped": 0}]
+    print_prepare({"rows_in": 28, "rows_out": 28, "steps": steps, "pii": {"email": 2}})
+    assert "prepare: 28 rows in, 28 out, none changed" in buf.getvalue()
+    out = capsys.readouterr().out
+    assert "personal data found: email 2" in out and "┏" not in out
+    print_prepare({"rows_in": 28, "rows_out": 27, "steps": [*steps, {"step": "x", "dropped": 1}],
+                   "pii": {}})  # fmt: skip
+    assert "rows dropped" in capsys.readouterr().out

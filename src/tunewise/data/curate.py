@@ -182,21 +182,20 @@ def print_prepare(summary: dict) -> None:
     changed anything."""
     from rich.table import Table
 
-    if not any(s.get(k) for s in summary["steps"] for k in ("changed", "dropped", "added")):
-        results.print(
-            f"prepare: {summary['rows_in']} rows in, {summary['rows_out']} out, none changed"
-        )
-        return
-    table = Table(title=f"prepare: {summary['rows_in']} rows in, {summary['rows_out']} out")
-    table.add_column("step")
-    table.add_column("rows changed", justify="right")
-    table.add_column("rows dropped", justify="right")
-    table.add_column("rows added", justify="right")
-    for s in summary["steps"]:
-        cells = (s.get("changed", ""), s.get("dropped", ""), s.get("added", ""))
-        table.add_row(s["step"], *(str(c) for c in cells))
-    results.print(table)
-    if summary["pii"]:
+    title = f"prepare: {summary['rows_in']} rows in, {summary['rows_out']} out"
+    if any(s.get(k) for s in summary["steps"] for k in ("changed", "dropped", "added")):
+        table = Table(title=title)
+        table.add_column("step")
+        table.add_column("rows changed", justify="right")
+        table.add_column("rows dropped", justify="right")
+        table.add_column("rows added", justify="right")
+        for s in summary["steps"]:
+            cells = (s.get("changed", ""), s.get("dropped", ""), s.get("added", ""))
+            table.add_row(s["step"], *(str(c) for c in cells))
+        results.print(table)
+    else:  # a log line like the others, not an empty table
+        console.log(f"{title}, none changed")
+    if summary["pii"]:  # reported even when no row changed (--pii report)
         found = ", ".join(f"{k} {v}" for k, v in sorted(summary["pii"].items()))
         results.print(f"personal data found: {found}")
 
