@@ -266,6 +266,16 @@ def test_audit_command_exits_2_on_unreadable_input(tmp_path, capsys):
     assert f"{bad}:3: text: text is empty" in capsys.readouterr().err
 
 
+def test_audit_on_another_schema_suggests_the_flags_with_the_right_columns(tmp_path, capsys):
+    data = tmp_path / "mine.csv"
+    data.write_text("utterance,intent\nmy card is lost,card\nwhere is my refund,refund\n")
+    assert main(["audit", str(data), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'utterance'? pass --text-col utterance" in err
+    assert "did you mean 'intent'? pass --label-col intent" in err
+    assert "data.text_col" not in err and "--text-col intent" not in err
+
+
 def test_run_stops_on_audit_errors_before_training(tmp_path, tiny_model_dir, capsys):
     train, test = _files(tmp_path, leak=True)
     args = [

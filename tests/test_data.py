@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from tunewise.core.errors import InputError
-from tunewise.data.load import Examples, read_examples
+from tunewise.data.load import COLUMN_FLAGS, Examples, read_examples
 from tunewise.data.split import stratified_sample, stratified_split
 from tunewise.data.validate import check_splits, label_order, load_splits
 
@@ -68,6 +68,30 @@ def test_missing_column_lists_columns_and_suggests_closest(tmp_path):
         problems[0]
     )
     assert "did you mean 'txt'?" in problems[0].fix and "data.text_col" in problems[0].fix
+
+
+def test_a_missing_text_column_never_suggests_the_label_column(tmp_path):
+    """`utterance,intent`: 'intent' is close to 'text' by spelling but is the label column."""
+    path = csv_file(tmp_path / "train.csv", header="utterance,intent")
+    _, problems = read_examples(path, "text", "intent")
+    assert [p.fix for p in problems] == ["did you mean 'utterance'? set data.text_col: utterance"]
+    _, problems = read_examples(path, "text", "label")  # both missing: each gets its own
+    assert [p.fix for p in problems] == [
+        "did you mean 'utterance'? set data.text_col: utterance",
+        "did you mean 'intent'? set data.label_col: intent",
+    ]
+    path = csv_file(tmp_path / "ids.csv", header="id,intent")  # no text-like column at all
+    _, problems = read_examples(path, "text", "intent")
+    assert problems[0].fix == "set data.text_col to one of the columns above"
+
+
+def test_a_command_line_file_names_the_option_to_pass(tmp_path):
+    path = csv_file(tmp_path / "train.csv", header="customer_message,category")
+    _, problems = read_examples(path, "text", "label", field="DATA", flags=COLUMN_FLAGS)
+    assert [p.fix for p in problems] == [
+        "did you mean 'customer_message'? pass --text-col customer_message",
+        "did you mean 'category'? pass --label-col category",
+    ]
 
 
 def test_empty_text_at_its_line(tmp_path):

@@ -36,6 +36,28 @@ def test_mlflow_gets_params_step_metrics_final_metrics_tags_and_artifacts(tmp_pa
     assert {"report.html", "metrics.json", "config.yaml"} <= artifacts
 
 
+def test_mlflow_artifacts_go_beside_the_store_not_into_the_working_directory(tmp_path, monkeypatch):
+    import mlflow
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    out = tmp_path / "runs"
+    out.mkdir()
+    run = make_run(out)
+    (run / "model").mkdir()
+    (run / "model" / "config.json").write_text("{}")
+    run_id = track(run, ["mlflow"], None, "tests")["mlflow"]  # no URI: the output folder's store
+    assert list(cwd.iterdir()) == []  # no ./mlruns, no ./mlartifacts
+    assert (out / "mlflow.db").is_file()
+    stored = {p.name for p in (out / "mlartifacts").rglob("*") if p.is_file()}
+    assert {"metrics.json", "config.yaml", "config.json"} <= stored
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
+    assert "model" in {a.path for a in client.list_artifacts(run_id)}
+    again = track(run, ["mlflow"], None, "tests")["mlflow"]  # the experiment exists: reused
+    assert again != run_id and list(cwd.iterdir()) == []
+
+
 def test_wandb_is_used_only_when_installed_and_configured(tmp_path, monkeypatch):
     logged = []
     fake_run = SimpleNamespace(

@@ -57,6 +57,16 @@ def test_early_stopping_patience_and_min_delta():
     assert (stop.best_, stop.best_step_) == (0.6, 3)
 
 
+def test_early_stopping_says_why_in_words():
+    stop = EarlyStopping("accuracy", patience=1, min_delta=0.01)
+    stop.update(5, {"accuracy": 0.8})
+    stop.update(10, {"accuracy": 0.805})
+    assert stop.reason() == (
+        "validation accuracy did not improve by more than 0.01 for 1 evaluation; "
+        "kept the weights of step 5 (accuracy 0.8000)"
+    )
+
+
 def test_early_stopping_on_loss_prefers_lower():
     stop = EarlyStopping(metric="loss", patience=1)
     stop.update(1, {"loss": 1.0})
@@ -214,6 +224,7 @@ def test_early_stopping_restores_the_best_weights():
     stop = SimpleNamespace(metric="macro_f1", patience=2, min_delta=0.0)
     state = fit(model, data, evaluate, _train_cfg(epochs=5, early_stopping=stop), seed=0)
     assert state.stopped_early and state.best_step == 8 and state.step == 24
+    assert state.stop_reason.startswith("stopped early at epoch 3/5: validation macro_f1 did not")
     assert torch.equal(model.classifier.weight, snapshots[0])
 
 

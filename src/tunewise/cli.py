@@ -39,6 +39,10 @@ def api(path: str) -> Callable[..., Any]:
 # --- what each command calls ----------------------------------------------------------------
 
 
+def _init(a: argparse.Namespace) -> None:
+    api("tunewise.config.starter:init")(a.data, a.test, a.out, a.text_col, a.label_col, a.force)
+
+
 def _run(a: argparse.Namespace) -> None:
     api("tunewise.pipeline:run")(a.config, a.overrides)
 
@@ -72,7 +76,8 @@ def _tune(a: argparse.Namespace) -> None:
 
 
 def _evaluate(a: argparse.Namespace) -> None:
-    api("tunewise.pipeline:evaluate")(a.run_dir, a.data)
+    columns = (a.text_col, a.label_col)
+    api("tunewise.pipeline:evaluate")(a.run_dir, a.data, a.overrides, a.forgetting, columns)
 
 
 def _report(a: argparse.Namespace) -> None:
@@ -181,7 +186,29 @@ def _tune_args(p: argparse.ArgumentParser) -> None:
 
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
     _run_dir(p)
-    p.add_argument("--data", help="another labelled file to score (default: the run's test set)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. eval.batch_size=64")
+    p.add_argument(
+        "--data",
+        help="another labelled file to score: writes RUN_DIR/metrics-<name>.json and .html "
+        "(default: the run's test set, into metrics.json and report.html)",
+    )
+    p.add_argument("--text-col", help="the text column of --data (default: the run's)")
+    p.add_argument("--label-col", help="the label column of --data (default: the run's)")
+    p.add_argument(
+        "--forgetting",
+        action="store_true",
+        help="measure the forgetting probe again (minutes; default: keep what run measured, "
+        "since the encoder has not changed)",
+    )
+
+
+def _init_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", help="your labelled file (CSV, TSV, JSONL, Parquet, datasets folder)")
+    p.add_argument("--test", help="a test file with the same columns (default: run holds out 20%%)")
+    p.add_argument("--out", help="config to write (default: DATA's name with .yaml, here)")
+    p.add_argument("--text-col", help="the text column, if the guess is wrong")
+    p.add_argument("--label-col", help="the label column, if the guess is wrong")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
 
 
 def _audit_args(p: argparse.ArgumentParser) -> None:
@@ -290,6 +317,12 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {
+    "init": Command(
+        _init,
+        "start here: guess the text and label columns of your file and write a starter config",
+        _init_args,
+        ("tunewise init my.csv", "tunewise init train.csv --test test.csv --out intents.yaml"),
+    ),
     "run": Command(
         _run,
         "audit → baseline → train → evaluate → doctor → report, into a run directory",
@@ -325,7 +358,11 @@ COMMANDS: dict[str, Command] = {
         _evaluate,
         "score a run's model on its test set (or --data) against the baseline",
         _evaluate_args,
-        ("tunewise evaluate runs/banking77", "tunewise evaluate runs/banking77 --data new.csv"),
+        (
+            "tunewise evaluate runs/banking77",
+            "tunewise evaluate runs/my --data new.csv --text-col message --label-col intent",
+            "tunewise evaluate runs/banking77 eval.batch_size=64 --forgetting",
+        ),
     ),
     "doctor": Command(
         _doctor,
@@ -401,13 +438,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="tunewise",
         description="Fine-tune pre-trained language models the careful way, and prove the result.",
-        epilog="Start with your own CSV: tunewise run CONFIG, then tunewise serve runs/NAME. "
+        epilog="Start with your own CSV: tunewise init my.csv, tunewise run my.yaml, then "
+        "tunewise serve runs/my. "
         "'tunewise COMMAND --help' shows a command's options and examples.",
     )
     parser.add_argument("--version", action="version", version=f"tunewise {__version__}")
-    parser.add_argument(
-        "--verbose", action="store_true", help="show the source location of each log line"
-    )
+    verbose = "show the source location of each log line"
+    parser.add_argument("--verbose", action="store_true", help=verbose)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
         examples = "\n".join(f"  {e}" for e in command.examples)
@@ -419,12 +456,20 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=_Help,
         )
         command.args(p)
+        # after the command too (tunewise run x.yaml --verbose); unset, the top level's stands
+        p.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose)
         p.set_defaults(func=command.call)
     return parser
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown beside each option; examples kept on their own lines."""
+    """Defaults shown beside each option (not an empty one: the help says what happens then);
+    examples kept on their own lines."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or action.default == []:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _unknown_command(argv: Sequence[str]) -> str | None:

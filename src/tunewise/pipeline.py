@@ -112,9 +112,22 @@ def stop_on_audit(cfg: RunConfig, findings: list[Finding], run_dir: Path) -> Non
         )
 
 
-def evaluate(run_dir: str | Path, data: str | Path | None = None) -> dict:
-    """Score the tuned model on the run's test set (or `data`) against the baseline."""
-    return TASKS[_config_of(run_dir).task].evaluate(run_dir, data)
+def evaluate(
+    run_dir: str | Path,
+    data: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    forgetting: bool = False,
+    columns: tuple[str | None, str | None] = (None, None),
+) -> dict:
+    """Score the tuned model on the run's test set (or `data`, read with `columns`) against the
+    baseline; `overrides` apply to this evaluation only. The forgetting probe runs again only
+    with `forgetting` (the encoder has not changed since `run` measured it). The run's own
+    test set rewrites report.html; `data` writes metrics-<stem>.json and .html."""
+    task = TASKS[_config_of(run_dir).task]
+    metrics = task.evaluate(run_dir, data, overrides, forgetting, columns)
+    if data is None:
+        report(run_dir)
+    return metrics
 
 
 def doctor(run_dir: str | Path) -> list[Finding]:

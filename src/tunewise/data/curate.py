@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tunewise.config import RunConfig, load_config
 from tunewise.core import rundir
-from tunewise.core.console import console, results
+from tunewise.core.console import console, results, step_progress
 from tunewise.core.device import bf16_supported, model_device
 from tunewise.core.errors import InputError, Problem
 from tunewise.core.files import write_jsonl
@@ -26,7 +26,7 @@ from tunewise.data.audit import audit_examples
 from tunewise.data.augment import augment_examples
 from tunewise.data.clean import Prepared, build_transforms, prepare_examples, transform
 from tunewise.data.dedup import exact_key
-from tunewise.data.load import Examples, read_examples, write_examples
+from tunewise.data.load import COLUMN_FLAGS, Examples, read_examples, write_examples
 from tunewise.data.pii import PIIDetector
 from tunewise.data.validate import Splits, check_splits
 from tunewise.models.embed import text_embedder
@@ -45,7 +45,8 @@ def command_config(
 
 
 def read_files(files: list, text_col: str, label_col: str) -> list[Examples | None]:
-    """Read every given file; all problems of all files in one InputError (exit 2)."""
+    """Read every given file (named on a command line: a missing column's fix names the
+    --text-col/--label-col option); all problems of all files in one InputError (exit 2)."""
     problems: list[Problem | str] = []
     parts: list[Examples | None] = []
     for path, field in files:
@@ -53,7 +54,7 @@ def read_files(files: list, text_col: str, label_col: str) -> list[Examples | No
             parts.append(None)
             continue
         try:
-            ex, found = read_examples(path, text_col, label_col, field=field)
+            ex, found = read_examples(path, text_col, label_col, field=field, flags=COLUMN_FLAGS)
         except InputError as exc:
             problems += exc.problems
             parts.append(None)
@@ -84,7 +85,11 @@ def _embedder(cfg: RunConfig):
     def embed_texts(texts: list[str]):  # the encoder loads only if the label-noise check runs
         encoder = load_encoder(name)
         bf16 = bf16_supported(model_device(encoder))
-        return text_embedder(encoder, load_tokenizer(name), cfg.model.max_length, 256, bf16)(texts)
+        tokenizer = load_tokenizer(name)
+        with step_progress("audit: label-noise embedding", len(texts)) as advance:
+            return text_embedder(encoder, tokenizer, cfg.model.max_length, 256, bf16, advance)(
+                texts
+            )
 
     return embed_texts
 
@@ -173,19 +178,24 @@ def _summary(ex: Examples, prepared: Prepared, out: Path) -> dict:
 
 
 def print_prepare(summary: dict) -> None:
-    """Rows changed or dropped per step, as a table on the terminal."""
+    """Rows changed or dropped per step, as a table on the terminal; one line when no step
+    changed anything."""
     from rich.table import Table
 
-    table = Table(title=f"prepare: {summary['rows_in']} rows in, {summary['rows_out']} out")
-    table.add_column("step")
-    table.add_column("rows changed", justify="right")
-    table.add_column("rows dropped", justify="right")
-    table.add_column("rows added", justify="right")
-    for s in summary["steps"]:
-        cells = (s.get("changed", ""), s.get("dropped", ""), s.get("added", ""))
-        table.add_row(s["step"], *(str(c) for c in cells))
-    results.print(table)
-    if summary["pii"]:
+    title = f"prepare: {summary['rows_in']} rows in, {summary['rows_out']} out"
+    if any(s.get(k) for s in summary["steps"] for k in ("changed", "dropped", "added")):
+        table = Table(title=title)
+        table.add_column("step")
+        table.add_column("rows changed", justify="right")
+        table.add_column("rows dropped", justify="right")
+        table.add_column("rows added", justify="right")
+        for s in summary["steps"]:
+            cells = (s.get("changed", ""), s.get("dropped", ""), s.get("added", ""))
+            table.add_row(s["step"], *(str(c) for c in cells))
+        results.print(table)
+    else:  # a log line like the others, not an empty table
+        console.log(f"{title}, none changed")
+    if summary["pii"]:  # reported even when no row changed (--pii report)
         found = ", ".join(f"{k} {v}" for k, v in sorted(summary["pii"].items()))
         results.print(f"personal data found: {found}")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import difflib
 import json
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tunewise.core.errors import Problem
+from tunewise.data.columns import closest_column
 from tunewise.data.sources import resolve
 
 FORMATS = ".csv, .tsv, .jsonl, .json (one object per line), .parquet or a save_to_disk folder"
@@ -27,6 +27,7 @@ FIX_JSON = "write one complete JSON object per line"
 FIX_JSONL = "write one object per line, e.g. pandas to_json(orient='records', lines=True)"
 FIX_PARQUET = "re-export the file; it may be truncated or not Parquet at all"
 FIX_SAVE = "save it with Dataset.save_to_disk, or export it to .parquet"
+COLUMN_FLAGS = {"text_col": "--text-col", "label_col": "--label-col"}  # the commands' options
 
 
 @dataclass
@@ -82,6 +83,7 @@ def read_examples(
     field: str = "data.train",
     require_labels: bool = True,
     keep: Sequence[str] = (),
+    flags: Mapping[str, str] | None = None,
 ) -> tuple[Examples, list[Problem]]:
     """Load one file; return its valid rows and every problem found, bad rows skipped.
 
@@ -89,10 +91,27 @@ def read_examples(
     label column may be absent and labels may be empty (stored as ""), e.g. for prediction input.
     `max_rows` keeps the first N valid rows and stops reading there. `keep` names extra columns
     (e.g. metadata to slice evaluation by) carried as text in `Examples.meta`; a kept column the
-    file lacks is simply absent from `meta`, for the caller to report.
+    file lacks is simply absent from `meta`, for the caller to report. `flags` maps `text_col`
+    and `label_col` to the command's options (`--text-col`): a missing column's fix names the
+    option to pass instead of the config key to set.
     """
     resolved = resolve(path, field)
-    rows = _Rows(str(path), text_col, label_col, max_rows, require_labels, keep)
+    rows = _Rows(str(path), text_col, label_col, max_rows, require_labels, keep, flags)
+    _read_into(resolved, rows)
+    return rows.examples, rows.problems
+
+
+def read_columns(
+    path: str | Path, max_rows: int | None = None, field: str = "DATA"
+) -> tuple[dict[str, list[str]], list[Problem]]:
+    """Every column of a file as text ("" where blank), for `tunewise init` to guess from; the
+    same readers, formats and problems as `read_examples`."""
+    rows = _Rows(str(path), "", "", max_rows, require_labels=False, every_column=True)
+    _read_into(resolve(path, field), rows)
+    return rows.examples.meta, rows.problems
+
+
+def _read_into(resolved: Path, rows: _Rows) -> None:
     reader = _reader_for(resolved)
     if reader is None:
         kind = resolved.suffix or resolved.name
@@ -102,11 +121,13 @@ def read_examples(
             reader(resolved, rows)
         except OSError as exc:  # e.g. permissions, or a folder named like a file
             rows.problem(None, "file", f"cannot read the file ({exc})", "check the path")
-    return rows.examples, rows.problems
 
 
 class _Rows:
-    """Collects valid rows and problems; holds the per-row checks every format shares."""
+    """Collects valid rows and problems; holds the per-row checks every format shares.
+
+    `every_column` keeps each column as text in `examples.meta` and checks nothing (for `init`).
+    """
 
     def __init__(
         self,
@@ -116,8 +137,11 @@ class _Rows:
         max_rows: int | None,
         require_labels: bool,
         keep: Sequence[str] = (),
+        flags: Mapping[str, str] | None = None,
+        every_column: bool = False,
     ):
         self.examples = Examples([], [], [], source)
+        self.flags, self.every_column = flags, every_column
         self.keep = [c for c in keep if c not in (text_col, label_col)]
         self.problems: list[Problem] = []
         self.text_col, self.label_col = text_col, label_col
@@ -132,7 +156,7 @@ class _Rows:
     def columns(self) -> list[str]:
         """The columns to read; the label column only if it exists or is required."""
         base = [self.text_col, self.label_col] if self.has_labels else [self.text_col]
-        return base + list(self.examples.meta)
+        return list(dict.fromkeys(base + list(self.examples.meta)))
 
     def problem(self, line: int | None, field: str, message: str, fix: str = "") -> None:
         self.problems.append(Problem(self.examples.source, line, field, message, fix))
@@ -140,6 +164,10 @@ class _Rows:
     def check_columns(self, found: Iterable[str], line: int | None) -> bool:
         """Report required columns missing from `found`, suggesting the closest existing name."""
         found = [str(name) for name in found]
+        if self.every_column:
+            self.text_col = self.label_col = found[0] if found else ""
+            self.has_labels, self.examples.meta = False, {col: [] for col in found}
+            return bool(found)
         self.has_labels = self.label_col in found or self.require_labels
         self.examples.meta = {col: [] for col in self.keep if col in found}
         wanted = [("text_col", self.text_col)]
@@ -149,11 +177,25 @@ class _Rows:
         listed = ", ".join(found) or "(none)"
         for key, col in missing:
             message = f"column '{col}' not found; the columns are: {listed}"
-            self.problem(line, col, message, _column_fix(key, col, found))
+            other = self.label_col if key == "text_col" else self.text_col
+            self.problem(line, col, message, self._column_fix(key, col, found, other))
         return not missing
+
+    def _column_fix(self, key: str, col: str, found: list[str], other: str) -> str:
+        """Name the likely column, and the option (a command's) or config key that sets it."""
+        guess = closest_column(key, col, found, other if other in found else None)
+        flag = (self.flags or {}).get(key)
+        if guess is None:
+            where = f"pass {flag}" if flag else f"set data.{key} to"
+            return f"{where} one of the columns above"
+        return f"did you mean '{guess}'? " + (
+            f"pass {flag} {guess}" if flag else f"set data.{key}: {guess}"
+        )
 
     def add(self, line: int, text: Any, label: Any, extra: Mapping[str, Any] | None = None) -> None:
         """Keep the row if its text and label are usable, else record why not."""
+        if self.every_column:
+            return self._add_as_text(line, extra or {})
         text = self._text(line, text)
         label = self._label(line, label)
         if text is not None and label is not None:
@@ -163,6 +205,14 @@ class _Rows:
             for col, values in self.examples.meta.items():
                 value = (extra or {}).get(col)
                 values.append("" if _is_blank(value) else str(value).strip())
+
+    def _add_as_text(self, line: int, values: Mapping[str, Any]) -> None:
+        self.examples.texts.append("")
+        self.examples.labels.append("")
+        self.examples.lines.append(line)
+        for col, kept in self.examples.meta.items():
+            value = values.get(col)
+            kept.append("" if _is_blank(value) else str(value).strip())
 
     def _text(self, line: int, value: Any) -> str | None:
         if value is None or (isinstance(value, str) and not value.strip()):
@@ -199,16 +249,6 @@ def _is_blank(value: Any) -> bool:
     if isinstance(value, float):
         return math.isnan(value)
     return value is None or (isinstance(value, str) and not value.strip())
-
-
-def _column_fix(key: str, col: str, found: list[str]) -> str:
-    """Suggest the closest column name, so a typo or a different schema is obvious."""
-    lowered = {name.lower(): name for name in found}
-    close = difflib.get_close_matches(col, found, n=1, cutoff=0.5)
-    guess = lowered.get(col.lower()) or (close[0] if close else None)
-    if guess is not None:
-        return f"did you mean '{guess}'? set data.{key} to it"
-    return f"set data.{key} to one of the columns above"
 
 
 def _reader_for(path: Path) -> Callable[[Path, _Rows], None] | None:

@@ -19,11 +19,12 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tunewise.core.console import console
+from tunewise.core.console import console, step_progress
 from tunewise.core.errors import InputError
 from tunewise.data import sources
 from tunewise.data.encode import encode
@@ -138,16 +139,24 @@ def forgetting(cfg: Any, tuned_encoder: Any, tokenizer: Any, bf16: bool) -> dict
         skipped = [{"name": name, "reason": reason} for name in cfg.eval.forgetting]
         return {"tasks": [], "mean_delta": None, "skipped": skipped}
     base_encoder.to(next(tuned_encoder.parameters()).device)
-    doc = forgetting_report(
-        cfg.eval.forgetting,
-        text_embedder(base_encoder, tokenizer, cfg.model.max_length, cfg.eval.batch_size, bf16),
-        text_embedder(tuned_encoder, tokenizer, cfg.model.max_length, cfg.eval.batch_size, bf16),
-        sources.data_dir(),
-        cfg.eval.forgetting_rows,
-        cfg.eval.forgetting_test_rows,
-        cfg.eval.bootstrap,
-        cfg.seed,
-    )
+    e = cfg.eval
+    rows = len(e.forgetting) * 2 * (e.forgetting_rows + e.forgetting_test_rows)  # at most
+    title = f"forgetting probe: {', '.join(Path(str(t)).stem for t in e.forgetting)}"
+    with step_progress(title, rows) as advance:
+        base, tuned = (
+            text_embedder(encoder, tokenizer, cfg.model.max_length, e.batch_size, bf16, advance)
+            for encoder in (base_encoder, tuned_encoder)
+        )
+        doc = forgetting_report(
+            e.forgetting,
+            base,
+            tuned,
+            sources.data_dir(),
+            e.forgetting_rows,
+            e.forgetting_test_rows,
+            e.bootstrap,
+            cfg.seed,
+        )
     console.log(
         f"forgetting probe: {len(doc['tasks'])} task(s) in {time.perf_counter() - start:.0f} s"
     )

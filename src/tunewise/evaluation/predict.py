@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tunewise.core.console import Advance
 from tunewise.core.device import autocast
 from tunewise.data.encode import Encoded, collate, encode, eval_batches
 
@@ -68,6 +69,7 @@ def predict_top(
     bf16: bool = False,
     temperature: float | None = None,
     chunk_rows: int = CHUNK_ROWS,
+    advance: Advance | None = None,
 ) -> TopPredictions:
     """Top class and its probability per text, in input order. Texts are tokenised
     `chunk_rows` at a time and sorted by length within the chunk; a `temperature` adds the
@@ -90,4 +92,6 @@ def predict_top(
             pred[at], confidence[at] = top.indices.cpu().numpy(), top.values.cpu().numpy()
             if scaled is not None:
                 scaled[at] = (logits / temperature).softmax(-1).amax(-1).cpu().numpy()
+            if advance is not None:
+                advance(len(rows))
     return TopPredictions(pred, confidence, scaled, lengths)

@@ -77,9 +77,10 @@ def print_scores(title: str, doc: dict, keys: tuple[str, ...]) -> Any:
     return out
 
 
-def print_summary(metrics: dict, run_dir: Path) -> None:
-    """The table `tunewise run` ends with: baselines, tuned, the difference and its CI."""
-    title = f"{metrics['name']}: test set, {metrics['test_size']} rows"
+def print_summary(metrics: dict, report: Path) -> None:
+    """The table `tunewise run` ends with: baselines, tuned, the difference and its CI; then
+    where the report page is."""
+    title = f"{metrics['name']}: {Path(metrics['test_source']).name}, {metrics['test_size']} rows"
     out = print_scores(title, metrics, ("accuracy", "macro_f1"))
     if "delta" in metrics:
         lo, hi = metrics["ci95"]["accuracy"]
@@ -90,4 +91,6 @@ def print_summary(metrics: dict, run_dir: Path) -> None:
         )
     for line in analyses.summary_lines(metrics):
         out.print(line)
-    out.print(f"report: {(run_dir / 'report.html').resolve()}")
+    if "delta" not in metrics:
+        out.print("no baseline on these rows (the baselines scored the run's test set)")
+    out.print(f"report: {report.resolve()}", soft_wrap=True)  # one line, to copy

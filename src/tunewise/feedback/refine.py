@@ -36,6 +36,7 @@ from tunewise.evaluation.metrics import classification_metrics
 from tunewise.evaluation.predict import predict_logits
 from tunewise.feedback import intake, lineage
 from tunewise.feedback.store import read_feedback
+from tunewise.models.load import load_trained_classifier
 from tunewise.training.classifier import train_classifier
 
 GATED = (("test", "accuracy"), ("test", "macro_f1"), ("feedback", "accuracy"))
@@ -273,9 +274,9 @@ def _score(cfg, current: Path, candidate: Path, test: Examples, feedback_test) -
 
 def predict_ids(model_dir: Path, texts: list[str], cfg) -> np.ndarray:
     """Class ids from a saved classifier (fp32: both models are scored alike)."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
+    model = load_trained_classifier(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     encoded = encode(tokenizer, texts, None, cfg.model.max_length)
     return predict_logits(model, encoded, cfg.eval.batch_size)[0].argmax(1)

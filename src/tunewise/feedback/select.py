@@ -31,6 +31,7 @@ from tunewise.data.dedup import exact_key, jaccard, shingles
 from tunewise.data.encode import encode
 from tunewise.data.load import Examples, read_examples
 from tunewise.evaluation.predict import predict_logits
+from tunewise.models.load import load_trained_classifier
 
 
 def uncertainty(probs: np.ndarray, strategy: str = "entropy") -> np.ndarray:
@@ -135,7 +136,10 @@ def _checked_config(run_dir: Path, n: int, strategy: str, similarity: float):
 
 
 def _read_pool(pool: str | Path, text_col: str) -> Examples:
-    ex, problems = read_examples(pool, text_col, "label", field="--pool", require_labels=False)
+    flags = {"text_col": "--text-col"}
+    ex, problems = read_examples(
+        pool, text_col, "label", field="--pool", require_labels=False, flags=flags
+    )
     if problems:
         raise InputError(problems)
     if not len(ex):
@@ -159,11 +163,9 @@ def _labelled_texts(cfg) -> set[str]:
 
 def _probabilities(run_dir: Path, cfg, ex: Examples) -> tuple[list[str], np.ndarray]:
     """The run's model on the pool texts, prepared the way its training text was."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    model = AutoModelForSequenceClassification.from_pretrained(
-        run_dir / rundir.MODEL, use_safetensors=True
-    )
+    model = load_trained_classifier(run_dir / rundir.MODEL)
     tokenizer = AutoTokenizer.from_pretrained(run_dir / rundir.MODEL)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     if not len(ex):

@@ -13,6 +13,7 @@ def write_model_card(run_dir: Path, metrics: dict) -> Path:
     """Write model/README.md from the run's config and metrics."""
     cfg = yaml.safe_load((run_dir / rundir.CONFIG).read_text())
     tuned = metrics["tuned"]
+    max_length = (cfg.get("model") or {}).get("max_length", 512)
     lines = [
         "---",
         "library_name: transformers",
@@ -25,9 +26,13 @@ def write_model_card(run_dir: Path, metrics: dict) -> Path:
         f"Fine-tuned from `{cfg['model']['name']}` with tunewise (adapt.method = "
         f"`{cfg['adapt']['method']}`) on `{cfg['data']['train']}`.",
         "",
+        "Needs only `transformers` (and torch), no tunewise:",
+        "",
         "```python",
         "from transformers import pipeline",
         f'clf = pipeline("text-classification", model="{run_dir / rundir.MODEL}")',
+        f'clf("my card is lost", truncation=True, max_length={max_length})'
+        "  # as trained: the first max_length tokens",
         "```",
         "",
         f"## Test results ({metrics['test_size']} rows of `{metrics.get('test_source', '?')}`)",

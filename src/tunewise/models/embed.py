@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tunewise.core.console import Advance
 from tunewise.core.device import autocast
 from tunewise.data.encode import Encoded, collate, encode, eval_batches
 
@@ -22,8 +23,15 @@ Embed = Callable[[Sequence[str]], np.ndarray]
 
 
 @torch.inference_mode()
-def embed(encoder: Any, data: Encoded, batch_size: int = 128, bf16: bool = False) -> np.ndarray:
-    """L2-normalised mean-pooled token embeddings, in input order (batches sorted by length)."""
+def embed(
+    encoder: Any,
+    data: Encoded,
+    batch_size: int = 128,
+    bf16: bool = False,
+    advance: Advance | None = None,
+) -> np.ndarray:
+    """L2-normalised mean-pooled token embeddings, in input order (batches sorted by length);
+    `advance(rows)` after each batch moves the step's progress bar."""
     encoder.eval()
     device = next(encoder.parameters()).device
     out = np.zeros((len(data), encoder.config.hidden_size), dtype=np.float32)
@@ -35,15 +43,23 @@ def embed(encoder: Any, data: Encoded, batch_size: int = 128, bf16: bool = False
         hidden = hidden.float() * mask.unsqueeze(-1)
         pooled = hidden.sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
         out[rows] = F.normalize(pooled, dim=-1).cpu().numpy()
+        if advance is not None:
+            advance(len(rows))
     return out
 
 
 def text_embedder(
-    encoder: Any, tokenizer: Any, max_length: int, batch_size: int = 128, bf16: bool = False
+    encoder: Any,
+    tokenizer: Any,
+    max_length: int,
+    batch_size: int = 128,
+    bf16: bool = False,
+    advance: Advance | None = None,
 ) -> Embed:
     """texts -> embeddings with this encoder and tokenizer."""
 
     def run(texts: Sequence[str]) -> np.ndarray:
-        return embed(encoder, encode(tokenizer, list(texts), None, max_length), batch_size, bf16)
+        data = encode(tokenizer, list(texts), None, max_length)
+        return embed(encoder, data, batch_size, bf16, advance)
 
     return run

@@ -18,8 +18,10 @@ import os
 import shutil
 from pathlib import Path
 
+from tunewise.core.console import console
 from tunewise.core.errors import InputError, Problem
 from tunewise.models import pooling as pool
+from tunewise.models import portable
 from tunewise.models.dropout import set_dropout
 from tunewise.models.pooling import trained_pooling
 
@@ -238,3 +240,37 @@ def load_encoder(name: str, trust_remote_code: bool = False, allow_unsafe_weight
         )
     except OSError as exc:
         raise hub_error(name, exc) from exc
+
+
+def save_classifier(model, folder: Path) -> Path:
+    """Save a trained model as Hugging Face files (safetensors): a mean-pooled classifier as the
+    standard-BERT graph of models/portable.py, so transformers alone loads it; others as they are.
+    """
+    if isinstance(model, pool.MeanPoolingBertForSequenceClassification):
+        if portable.fits(model):
+            return portable.save_portable(model, folder)
+        console.log(
+            f"[yellow]warning:[/] {model.config.num_labels} labels leave no room in a "
+            f"{model.config.hidden_size}-wide layer for the portable graph; {folder} is saved "
+            "as tunewise_mean_bert and loads with transformers only after `import tunewise`"
+        )
+    model.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def load_trained_classifier(folder: str | Path, trust_remote_code: bool = False):
+    """The classifier a run saved, as tunewise trained it, in eval mode: the one reader of model/
+    for evaluate, serve, export, select and refine.
+
+    A portable mean-pooled file comes back as the native mean-pooled model (exact; its graph is
+    for transformers users and is exact only in fp32); an older `tunewise_mean_bert` folder and a
+    [CLS]-pooled standard model load through the Auto classes. Safetensors only.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    folder = Path(folder)
+    if portable.is_portable(folder):
+        return portable.load_native(folder)
+    return AutoModelForSequenceClassification.from_pretrained(
+        folder, use_safetensors=True, trust_remote_code=trust_remote_code
+    ).eval()

@@ -7,10 +7,11 @@ head scores far below the linear probe on mean-pooled embeddings), so `model.poo
 the classifier read the mean instead. `auto` (the default) uses the pooling the encoder was
 trained with: mean when its sentence-transformers `1_Pooling/config.json` says so, else `[CLS]`.
 
-The saved `model/` has model_type `tunewise_mean_bert`. Importing tunewise registers it with the
-Auto classes, so after `import tunewise`,
-`transformers.pipeline("text-classification", model="runs/<run>/model")` loads it; without that
-import transformers refuses the unknown type rather than silently pooling `[CLS]`.
+A run saves this model as a standard `BertForSequenceClassification` with one extra layer that
+computes the same mean (models/portable.py), so `transformers.pipeline("text-classification",
+model="runs/<run>/model")` loads it without tunewise; tunewise reads it back as this class
+(`models.load.load_trained_classifier`). Runs saved before that have model_type
+`tunewise_mean_bert`: importing tunewise registers it with the Auto classes so they still load.
 """
 
 from __future__ import annotations

@@ -37,16 +37,21 @@ SEVERITY_ORDER = {"error": 0, "warning": 1, "warn": 1, "info": 2}
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
 
-def write_report(run_dir: Path) -> Path:
-    """Write run_dir/report.html from the run's config, metrics, history and findings."""
+def write_report(
+    run_dir: Path, metrics_file: str = rundir.METRICS, report_file: str = rundir.REPORT
+) -> Path:
+    """Write run_dir/report.html from the run's config, metrics, history and findings.
+
+    `metrics_file` and `report_file` name another scored file and its page (`tunewise evaluate
+    --data new.csv`: metrics-new.json into metrics-new.html)."""
     run_dir = Path(run_dir)
-    metrics = _read_json(run_dir / rundir.METRICS, required=True)
+    metrics = _read_json(run_dir / metrics_file, required=True)
     if not isinstance(metrics, dict):
-        raise InputError([Problem(str(run_dir / rundir.METRICS), None, "<root>", "not an object")])
+        raise InputError([Problem(str(run_dir / metrics_file), None, "<root>", "not an object")])
     context = _context(metrics, *_read_history(run_dir / rundir.HISTORY))
     context.update(config=_read_config(run_dir / rundir.CONFIG), findings=_read_findings(run_dir))
     context["tune"] = tune_section(run_dir)  # after `tunewise tune`: its study and plots
-    out = run_dir / rundir.REPORT
+    out = run_dir / report_file
     out.write_text(_environment().get_template("report.html").render(context), encoding="utf-8")
     return out
 

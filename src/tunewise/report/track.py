@@ -1,7 +1,8 @@
 """Experiment tracking: log a finished run to MLflow (default), Weights & Biases or Comet.
 
 Tracking reads the run directory after the fact, so the training loop carries no tracker code
-and a run can be (re)logged later. MLflow's own local store lives in the output folder:
+and a run can be (re)logged later. MLflow's own local store lives in the output folder, its
+artifacts (report, metrics, the model) beside it in `mlartifacts/`, never in the working directory:
 
     mlflow ui --backend-store-uri sqlite:///runs/mlflow.db     # browse what tunewise logged
 """
@@ -68,8 +69,9 @@ def log_mlflow(run_dir: Path, uri: str | None, experiment: str) -> str:
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # no schema-migration chatter
     config = yaml.safe_load((run_dir / rundir.CONFIG).read_text())
-    mlflow.set_tracking_uri(uri or f"sqlite:///{(run_dir.parent / 'mlflow.db').resolve()}")
-    mlflow.set_experiment(experiment)
+    uri = uri or f"sqlite:///{(run_dir.parent / 'mlflow.db').resolve()}"
+    mlflow.set_tracking_uri(uri)
+    _experiment(mlflow, experiment, artifact_root(uri))
     with mlflow.start_run(run_name=config.get("name")) as active:
         mlflow.log_params({k: str(v)[:500] for k, v in flat(config).items()})
         mlflow.set_tags(
@@ -95,6 +97,22 @@ def log_mlflow(run_dir: Path, uri: str | None, experiment: str) -> str:
         if (run_dir / rundir.MODEL).is_dir():
             mlflow.log_artifacts(str(run_dir / rundir.MODEL), artifact_path="model")
         return active.info.run_id
+
+
+def artifact_root(uri: str) -> str | None:
+    """Where a new experiment keeps its artifacts: `mlartifacts/` beside a SQLite store (else
+    MLflow puts them in ./mlruns of whatever directory the command ran in); None for a server,
+    which has its own artifact store."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
+
+
+def _experiment(mlflow: Any, name: str, artifacts: str | None) -> None:
+    """Select experiment `name`, creating it with `artifacts` as its artifact location."""
+    if artifacts is not None and mlflow.get_experiment_by_name(name) is None:
+        mlflow.create_experiment(name, artifact_location=artifacts)
+    mlflow.set_experiment(name)
 
 
 def log_wandb(run_dir: Path, project: str) -> str:

@@ -25,6 +25,7 @@ from tunewise.core.console import console
 from tunewise.core.errors import BlockingFinding, InputError, Problem
 from tunewise.core.files import sha256_file
 from tunewise.data.load import read_examples
+from tunewise.models.load import load_trained_classifier
 from tunewise.serving.onnx_backend import onnx_probabilities, session
 
 FP32_TOLERANCE = 1e-4  # largest |p_onnx - p_torch| accepted for the fp32 export
@@ -46,10 +47,10 @@ def export(
     """Export RUN_DIR/model to RUN_DIR/onnx/, verify it against PyTorch, write export.json."""
     run_dir = Path(run_dir)
     _check_request(run_dir, fmt, quantize)
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
     model_dir = run_dir / rundir.MODEL
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
+    model = load_trained_classifier(model_dir)
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     max_length = _max_length(run_dir)

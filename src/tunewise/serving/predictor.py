@@ -20,6 +20,7 @@ from tunewise.core import rundir
 from tunewise.core.device import autocast, bf16_supported
 from tunewise.core.errors import InputError, Problem
 from tunewise.data.encode import collate, encode, eval_batches
+from tunewise.models.load import load_trained_classifier
 from tunewise.serving.onnx_backend import OnnxPredictor
 
 TASKS = ("classification", "causal_lm")
@@ -65,14 +66,12 @@ class TorchClassifier:
     SUB_BATCH = 16  # a micro-batch of 32 in two sorted halves: 1.2x the texts/s of one pass
 
     def __init__(self, run_dir: Path, cfg: dict[str, Any]):
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoTokenizer
 
         folder = Path(run_dir) / rundir.MODEL
         trust = _trust(cfg)
         self.tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust)
-        self.model = AutoModelForSequenceClassification.from_pretrained(
-            folder, use_safetensors=True, trust_remote_code=trust
-        ).eval()
+        self.model = load_trained_classifier(folder, trust).eval()
         n = self.model.config.num_labels
         self.labels: list[str] = [str(self.model.config.id2label[i]) for i in range(n)]
         self.max_length = _max_length(cfg)

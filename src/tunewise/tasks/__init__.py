@@ -16,6 +16,7 @@ report → track):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,7 +43,14 @@ class Task(Protocol):
         self, cfg: Any, data: Any, run_dir: Path, resume_from: Path | None = None
     ) -> dict: ...
 
-    def evaluate(self, run_dir: str | Path, data: str | Path | None = None) -> dict: ...
+    def evaluate(
+        self,
+        run_dir: str | Path,
+        data: str | Path | None = None,
+        overrides: Sequence[str] = (),
+        forgetting: bool = True,
+        columns: tuple[str | None, str | None] = (None, None),
+    ) -> dict: ...
 
     def write_report(self, run_dir: str | Path) -> Path: ...
 

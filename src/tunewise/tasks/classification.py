@@ -12,21 +12,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoTokenizer
 
 from tunewise.config import RunConfig, load_config
 from tunewise.core import rundir
-from tunewise.core.console import console
+from tunewise.core.console import console, step_progress
 from tunewise.core.device import uses_bf16
 from tunewise.core.errors import InputError, Problem
 from tunewise.core.findings import Finding
 from tunewise.data import curate
 from tunewise.data.encode import encode
-from tunewise.data.load import Examples, read_examples, write_examples
+from tunewise.data.load import COLUMN_FLAGS, Examples, read_examples, write_examples
 from tunewise.data.split import stratified_sample
 from tunewise.data.validate import Splits, load_splits
 from tunewise.evaluation import analyses, summary
@@ -91,20 +93,24 @@ def _held_out(cfg: RunConfig, splits: Splits, run_dir: Path | None) -> tuple[Run
 def baseline(cfg: RunConfig, splits: Splits, run_dir: Path) -> dict:
     """Zero-shot and linear-probe baselines of the untuned encoder, on the same test rows."""
     assert splits.test is not None
-    console.log("baseline: embedding train, validation and test with the untuned encoder")
     m = cfg.model
     tokenizer = models.load_tokenizer(m.name, m.trust_remote_code)
     encoder = models.load_encoder(m.name, m.trust_remote_code, m.allow_unsafe_weights)
     bf16 = uses_bf16(cfg.train.precision, encoder)
     parts = {"train": splits.train, "validation": splits.validation, "test": splits.test}
     batch = cfg.eval.batch_size
-    emb = {
-        name: embed(encoder, encode_split(tokenizer, ex, splits, m.max_length), batch, bf16)
-        for name, ex in parts.items()
-    }
-    y = {name: np.array(splits.ids(ex)) for name, ex in parts.items()}
     label_texts = [base.label_text(x) for x in splits.labels]
-    label_emb = embed(encoder, encode(tokenizer, label_texts, None, m.max_length), batch, bf16)
+    rows = sum(len(ex) for ex in parts.values()) + len(label_texts)
+    with step_progress("baseline: untuned encoder", rows) as advance:  # all splits, labels
+        emb = {
+            name: embed(
+                encoder, encode_split(tokenizer, ex, splits, m.max_length), batch, bf16, advance
+            )
+            for name, ex in parts.items()
+        }
+        label_data = encode(tokenizer, label_texts, None, m.max_length)
+        label_emb = embed(encoder, label_data, batch, bf16, advance)
+    y = {name: np.array(splits.ids(ex)) for name, ex in parts.items()}
     zero = base.zero_shot(emb["test"], label_emb)
     probe, c = base.linear_probe(
         emb["train"], y["train"], emb["validation"], y["validation"], emb["test"], cfg.seed
@@ -134,67 +140,135 @@ def train(cfg: RunConfig, splits: Splits, run_dir: Path, resume_from: Path | Non
     return train_classifier(cfg, splits, run_dir, resume_from=resume_from).summary
 
 
-def evaluate(run_dir: str | Path, data: str | Path | None = None) -> dict:
+def evaluate(
+    run_dir: str | Path,
+    data: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    forgetting: bool = True,
+    columns: Columns = (None, None),
+) -> dict:
     """Score model/ on the test set (or `data`) against the baseline; slices, calibration,
-    errors and forgetting; metrics.json and the model card."""
+    errors and forgetting; metrics.json and the model card. With `data`, that file's own
+    metrics-<stem>.json and its page metrics-<stem>.html, read with `columns` (text, label;
+    default the run's). `overrides` change the run's config for this evaluation only.
+
+    `forgetting=False` keeps what the run measured: the encoder has not changed since, and the
+    probe trains classifiers on general tasks (minutes on a CPU).
+    """
     run_dir = Path(run_dir)
-    cfg = load_config(run_dir / rundir.CONFIG)
+    cfg = load_config(run_dir / rundir.CONFIG, overrides)
     path = str(data) if data is not None else cfg.data.test
     if path is None:
         where = str(run_dir / rundir.CONFIG)
         fix = "pass --data FILE"
         raise InputError([Problem(where, None, "data.test", "no test set to evaluate on", fix)])
     model_dir = run_dir / rundir.MODEL
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
+    model = models.load_trained_classifier(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    test = curate.prepare_text(cfg, _read_labelled(path, cfg, labels))  # as trained
+    test = curate.prepare_text(cfg, _read_labelled(path, cfg, labels, columns, data is not None))
     if data is None and cfg.data.max_rows is not None:  # the seeded sample the baseline scored
         test = stratified_sample(test, cfg.data.max_rows, cfg.seed)
     y = np.array([labels.index(t) for t in test.labels])
     bf16 = uses_bf16(cfg.train.precision, model)
     fitted = analyses.validation_temperature(cfg, model, tokenizer, labels, bf16)
-    top = predict_top(  # a few numbers a row: memory does not grow by a row of logits
-        model,
-        tokenizer,
-        test.texts,
-        cfg.model.max_length,
-        cfg.eval.batch_size,
-        bf16,
-        analyses.temperature_of(fitted),
-    )
+    with step_progress(f"evaluate: scoring {Path(path).name}", len(test)) as advance:
+        top = predict_top(  # a few numbers a row: memory does not grow by a row of logits
+            model,
+            tokenizer,
+            test.texts,
+            cfg.model.max_length,
+            cfg.eval.batch_size,
+            bf16,
+            analyses.temperature_of(fitted),
+            advance=advance,
+        )
     metrics = summary.metrics_document(run_dir, cfg, labels, y, top.pred, test)
     scored = analyses.Scored(test, y, top, labels, analyses.text_tokens(tokenizer, top.lengths))
     metrics["slices"] = analyses.slices(cfg.eval, scored)
     metrics["calibration"] = analyses.calibration(scored, fitted)
     metrics["errors"] = analyses.errors(scored)
-    metrics["forgetting"] = analyses.forgetting(cfg, model.base_model, tokenizer, bf16)
-    out = run_dir / (rundir.METRICS if data is None else f"metrics-{Path(path).stem}.json")
-    out.write_text(json.dumps(metrics, indent=1))
-    write_model_card(run_dir, metrics)
-    summary.print_summary(metrics, run_dir)
+    metrics["forgetting"] = (
+        analyses.forgetting(cfg, model.base_model, tokenizer, bf16)
+        if forgetting
+        else _measured_forgetting(run_dir)
+    )
+    name = rundir.METRICS if data is None else f"metrics-{Path(path).stem}.json"
+    (run_dir / name).write_text(json.dumps(metrics, indent=1))
+    page = run_dir / rundir.REPORT  # `run` and `tunewise evaluate` write it after the doctor
+    if data is None:  # the model card states the run's own test result
+        write_model_card(run_dir, metrics)
+    else:
+        page = html.write_report(run_dir, name, Path(name).with_suffix(".html").name)
+    summary.print_summary(metrics, page)
     return metrics
 
 
-def _read_labelled(path: str, cfg: RunConfig, labels: list[str]) -> Examples:
+Columns = tuple[str | None, str | None]
+
+
+def _measured_forgetting(run_dir: Path) -> dict[str, Any]:
+    """The forgetting probe as the run measured it (same encoder), or a note that it was not."""
+    earlier = run_dir / rundir.METRICS
+    doc = json.loads(earlier.read_text()).get("forgetting") if earlier.is_file() else None
+    if not isinstance(doc, dict):
+        return {"tasks": [], "mean_delta": None, "skipped": [],
+                "note": "not measured: tunewise evaluate --forgetting measures it"}  # fmt: skip
+    if doc.get("tasks"):
+        doc["note"] = "as the run measured it (the encoder has not changed since)"
+    return doc
+
+
+def _read_labelled(
+    path: str, cfg: RunConfig, labels: list[str], columns: Columns, flags: bool
+) -> Examples:
+    """The labelled rows to score; labels the model does not know are one summary problem."""
+    text_col = columns[0] or cfg.data.text_col
+    label_col = columns[1] or cfg.data.label_col
     ex, problems = read_examples(
-        path, cfg.data.text_col, cfg.data.label_col, field="data.test", keep=cfg.eval.slice_cols
+        path,
+        text_col,
+        label_col,
+        field="--data" if flags else "data.test",
+        keep=cfg.eval.slice_cols,
+        flags=COLUMN_FLAGS if flags else None,
     )
-    known = set(labels)
-    problems += [
-        Problem(
-            path,
-            line,
-            cfg.data.label_col,
-            f"label '{lab}' was not in training",
-            "remove the row or retrain with examples of this label",
-        )
-        for line, lab in zip(ex.lines, ex.labels, strict=True)
-        if lab not in known
-    ]
+    problems += unknown_labels(path, ex, labels, label_col, flags)
     if problems:
         raise InputError(problems)
     return ex
+
+
+def unknown_labels(
+    path: str, ex: Examples, labels: list[str], label_col: str, flags: bool = True
+) -> list[Problem]:
+    """One problem for all rows whose label the model was not trained on, not one per row:
+    none known is most often the wrong column or another label set; some unknown, new classes."""
+    known = set(labels)
+    unknown = Counter(lab for lab in ex.labels if lab not in known)
+    if not unknown:
+        return []
+    ours = ", ".join(f"'{lab}'" for lab in sorted(known)[:3]) + (", ..." if len(known) > 3 else "")
+    theirs = ", ".join(f"'{lab}' ({n})" for lab, n in unknown.most_common(5))
+    theirs += f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+    column = "--label-col" if flags else "data.label_col"
+    if len(unknown) == len(set(ex.labels)):
+        message = (
+            f"none of your {len(unknown)} labels are among the model's {len(known)}: {theirs}; "
+            f"the model knows {ours}"
+        )
+        fix = (
+            f"check {column} names the column with these labels, or evaluate a run trained on them"
+        )
+        return [Problem(path, None, label_col, message, fix)]
+    rows = sum(unknown.values())
+    lines = [line for line, lab in zip(ex.lines, ex.labels, strict=True) if lab not in known]
+    message = (
+        f"{rows} rows have labels the model does not know: {theirs} "
+        f"(lines {', '.join(map(str, lines[:5]))}{', ...' if rows > 5 else ''})"
+    )
+    fix = "remove those rows, or retrain with examples of these labels"
+    return [Problem(path, None, label_col, message, fix)]
 
 
 def write_report(run_dir: str | Path) -> Path:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunewise.core.console import console
+from tunewise.core.console import bar_columns, console
 
 LOWER_IS_BETTER = {"loss"}
 
@@ -43,6 +43,16 @@ class EarlyStopping:
             return True, False
         self.bad_evals_ += 1
         return False, self.bad_evals_ >= self.patience
+
+    def reason(self) -> str:
+        """Why training stopped, in words: "validation accuracy did not improve for 3
+        evaluations; kept the weights of step 40 (accuracy 0.9120)"."""
+        by = f" by more than {self.min_delta:g}" if self.min_delta else ""
+        return (
+            f"validation {self.metric} did not improve{by} for {self.bad_evals_} "
+            f"evaluation{'s' if self.bad_evals_ != 1 else ''}; "
+            f"kept the weights of step {self.best_step_} ({self.metric} {self.best_:.4f})"
+        )
 
 
 class History:
@@ -85,29 +95,15 @@ class RowRecorder:
 
 
 class ProgressBar:
-    """A rich progress bar with loss, learning rate and samples/s."""
+    """The training bar: steps done, loss, learning rate and samples/s; validation lines print
+    above it. When early stopping ends training, the bar says so and a line says why (also
+    without a terminal, where the bar is off), instead of silently standing at 4/10."""
 
     def __init__(self, total_steps: int, enabled: bool = True):
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from rich.progress import Progress
 
-        self.progress = Progress(
-            TextColumn("[bold]train"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"),
-            console=console,
-            disable=not enabled,
-        )
-        self.task = self.progress.add_task("train", total=total_steps, info="")
+        self.progress = Progress(*bar_columns(), console=console, disable=not enabled)
+        self.task = self.progress.add_task("train", total=total_steps, unit="steps", info="")
         self.progress.start()
 
     def on_log(self, record: dict[str, Any]) -> None:
@@ -118,15 +114,17 @@ class ProgressBar:
             )
             self.progress.update(self.task, completed=record["step"], info=info)
         elif record.get("split") == "validation":
-            self.progress.console.log(
-                "validation  "
-                + "  ".join(
-                    f"{k} {v:.4f}"
-                    for k, v in record.items()
-                    if k in ("loss", "accuracy", "macro_f1")
-                )
+            scores = "  ".join(
+                f"{k} {v:.4f}" for k, v in record.items() if k in ("loss", "accuracy", "macro_f1")
             )
+            self.progress.console.log(f"validation at step {record['step']}  {scores}")
 
-    def on_end(self, state) -> None:
-        self.progress.update(self.task, completed=state.step)
+    def on_end(self, state: Any) -> None:
+        if state.stopped_early:  # a full bar, no time left to guess, and the plan it cut short
+            planned = f"[bold]stopped early[/] ({state.total_steps} steps planned)"
+            self.progress.update(self.task, total=state.step, completed=state.step, info=planned)
+        else:
+            self.progress.update(self.task, completed=state.step)
         self.progress.stop()
+        if state.stopped_early:
+            console.log(state.stop_reason)

@@ -52,6 +52,7 @@ class TrainState:
     best_step: int = -1
     best_metric: float | None = None
     stopped_early: bool = False
+    stop_reason: str = ""  # "stopped early at epoch 4/10: validation ... did not improve ..."
     precision: str = "fp32"
     nonfinite_steps: int = 0  # skipped for a NaN/inf loss or gradient
 
@@ -65,6 +66,7 @@ class TrainState:
             "best_step": self.best_step,
             "best_metric": self.best_metric,
             "stopped_early": self.stopped_early,
+            "stop_reason": self.stop_reason,
             "precision": self.precision,
         }
 
@@ -225,6 +227,9 @@ def fit(
                         best_weights = weights_copy(accelerator.unwrap_model(model))
                         if ckpt is not None:  # the best checkpoint outlives pruning
                             ckpt.save(parts, state, stopper, (loss_sum, loss_count))
+                    if state.stopped_early:
+                        at, of = (-(-n // steps_per_epoch) for n in (state.step, state.total_steps))
+                        state.stop_reason = f"stopped early at epoch {at}/{of}: {stopper.reason()}"
             if ckpt is not None and (ckpt.due(state.step) or watch.stopping):
                 ckpt.save(parts, state, stopper, (loss_sum, loss_count))
             if watch.stopping:  # SIGTERM/SIGINT: the step is done and saved; exit 143/130

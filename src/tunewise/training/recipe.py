@@ -160,7 +160,7 @@ def save_trained(model: Any, tokenizer: Any, run_dir: Path) -> nn.Module:
     if is_peft(model):
         model = save_adapter_and_merge(model, run_dir / rundir.ADAPTER)
         tokenizer.save_pretrained(run_dir / rundir.ADAPTER)
-    model.save_pretrained(run_dir / rundir.MODEL)
+    models.save_classifier(model, run_dir / rundir.MODEL)  # transformers alone loads it
     tokenizer.save_pretrained(run_dir / rundir.MODEL)
     return model
 

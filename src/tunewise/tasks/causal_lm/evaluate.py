@@ -12,6 +12,7 @@ exposure table and side-by-side generations:
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +29,14 @@ from tunewise.tasks.causal_lm.scoring import canary_table, forgetting_table, sco
 
 
 def evaluate_sft(
-    run_dir: str | Path, test: list[Conversation] | None = None, data: str | Path | None = None
+    run_dir: str | Path,
+    test: list[Conversation] | None = None,
+    data: str | Path | None = None,
+    overrides: Sequence[str] = (),
 ) -> dict:
     """Score model/ on the test conversations (or `data`) and compare with baseline.json."""
     run_dir = Path(run_dir)
-    cfg = load_config(run_dir / rundir.CONFIG)
+    cfg = load_config(run_dir / rundir.CONFIG, overrides)
     path = str(data) if data is not None else cfg.data.test
     if test is None or data is not None:
         if path is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from tunewise.core.device import uses_bf16
 from tunewise.core.errors import InputError, Problem
 from tunewise.core.files import write_jsonl
 from tunewise.core.findings import Finding, write_findings
+from tunewise.data.columns import refuse_columns
 from tunewise.data.pii import PIIDetector, pii_counts
 from tunewise.data.split import sample_rows
 from tunewise.report.sft_html import write_sft_report
@@ -178,8 +180,17 @@ def train(
     return train_sft(cfg, splits, run_dir, tokenizer, model)
 
 
-def evaluate(run_dir: str | Path, data: str | Path | None = None) -> dict:
-    return evaluate_sft(run_dir, data=data)
+def evaluate(
+    run_dir: str | Path,
+    data: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    forgetting: bool = True,
+    columns: tuple[str | None, str | None] = (None, None),
+) -> dict:
+    """The SFT evaluation (its own forgetting probe, sft.forgetting, always runs: generation
+    quality can move with every decoding setting)."""
+    refuse_columns(columns, "sft.messages_key, sft.format")
+    return evaluate_sft(run_dir, data=data, overrides=overrides)
 
 
 def write_report(run_dir: str | Path) -> Path:

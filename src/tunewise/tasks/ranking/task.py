@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoTokenizer
 
 from tunewise.config import RunConfig, load_config
 from tunewise.core import rundir
 from tunewise.core.console import console, results
 from tunewise.core.errors import InputError, Problem
 from tunewise.core.findings import Finding, write_findings
+from tunewise.data.columns import refuse_columns
 from tunewise.data.encode import encode
 from tunewise.data.split import sample_rows
 from tunewise.evaluation.compare import mcnemar_exact, paired_bootstrap
@@ -193,19 +195,25 @@ def _stop_on_accuracy(train_cfg: Any) -> Any:
     )
 
 
-def evaluate(run_dir: str | Path, data: str | Path | None = None) -> dict:
-    """Pairwise accuracy of model/ on the test pairs, against the zero-shot baseline."""
+def evaluate(
+    run_dir: str | Path,
+    data: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    forgetting: bool = True,
+    columns: tuple[str | None, str | None] = (None, None),
+) -> dict:
+    """Pairwise accuracy of model/ on the test pairs, against the zero-shot baseline (ranking
+    runs have no forgetting probe; their columns are data.pair_cols)."""
     run_dir = Path(run_dir)
-    cfg = load_config(run_dir / rundir.CONFIG)
+    refuse_columns(columns, "data.pair_cols=[query,preferred,rejected]")
+    cfg = load_config(run_dir / rundir.CONFIG, overrides)
     path = str(data) if data is not None else cfg.data.test
     if path is None:
         fix = "pass --data FILE"
         raise InputError([Problem(str(run_dir / rundir.CONFIG), None, "data.test", "none", fix)])
     test = read_pairs(path, cfg.data.pair_cols, "data.test")
     test = cap(test, cfg.data.max_rows, cfg.seed) if data is None else test
-    model = AutoModelForSequenceClassification.from_pretrained(
-        run_dir / rundir.MODEL, use_safetensors=True
-    )
+    model = models.load_trained_classifier(run_dir / rundir.MODEL)
     tokenizer = AutoTokenizer.from_pretrained(run_dir / rundir.MODEL)
     preferred, rejected = score_pairs(
         model, encode_pairs(tokenizer, test, cfg.model.max_length), cfg.eval.batch_size
