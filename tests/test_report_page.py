@@ -39,6 +39,7 @@ def test_the_verdict_is_on_the_first_screen_and_the_table_sorts(tmp_path):
         box = page.locator("#verdict")
         assert box.is_visible() and box.bounding_box()["y"] + 100 < 900  # first screen
         assert page.inner_text("#verdict-title") == "Ship with care"
+        assert "but 1 warning needs a look" in page.inner_text("#verdict .decision-summary")
         reasons = page.locator("#verdict .reasons a")
         assert reasons.count() == 2  # the significance line and leakage, once
         assert "found by audit and doctor" in reasons.nth(1).inner_text()

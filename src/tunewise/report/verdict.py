@@ -179,7 +179,8 @@ def _summary(decision: str, sig: dict, errors: int, warnings: int) -> str:
             "mixed": f"The evidence against {base} is borderline",
             "untested": "Nothing compared the tuned model with a baseline",
         }[sig["state"]]
-        tail = f", but {problems} need a look before it goes out." if problems else "."
+        need = "needs" if errors + warnings == 1 else "need"
+        tail = f", but {problems} {need} a look before it goes out." if problems else "."
         return gain + tail
     if sig["state"] == "worse":
         head = f"The tuned model is significantly worse than {base}"
