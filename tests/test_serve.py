@@ -19,7 +19,7 @@ from tunewise.cli import main
 from tunewise.core.errors import InputError
 from tunewise.feedback.store import open_store
 from tunewise.serving.about import describe_run
-from tunewise.serving.app import Limits, create_app, tester_page
+from tunewise.serving.app import Limits, create_app, render_tester_page
 from tunewise.serving.batching import MicroBatcher
 from tunewise.serving.predictor import load_predictor
 from tunewise.serving.server import background, build_app, check_access
@@ -233,7 +233,7 @@ def test_the_page_names_the_run_the_model_and_its_test_score(tmp_path):
         "baseline": "linear_probe",
         "baseline_accuracy": 0.8,
     }
-    html = tester_page(about, Limits(max_texts=7))
+    html = render_tester_page(about, Limits(max_texts=7))
     inlined = re.search(r'<script id="about" type="application/json">(.*?)</script>', html, re.S)
     assert json.loads(inlined.group(1)) == {**about, "max_texts": 7, "max_text_chars": 2000}
     assert "<" not in inlined.group(1)  # a value cannot close the tag

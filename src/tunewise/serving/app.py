@@ -205,7 +205,7 @@ def _middleware(app: FastAPI, svc: Service) -> None:
 def _routes(app: FastAPI, svc: Service) -> None:
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:
-        return tester_page(app.state.about, svc.limits)
+        return render_tester_page(app.state.about, svc.limits)
 
     @app.get("/health", summary="liveness, task, labels and feedback count")
     async def health(request: Request) -> dict:
@@ -296,7 +296,7 @@ async def _gather(svc: Service, texts: list[str], top_k: int) -> list[dict]:
     return list(await asyncio.gather(*(svc.batcher.submit((t, top_k)) for t in texts)))
 
 
-def tester_page(about: dict, limits: Limits) -> str:
+def render_tester_page(about: dict, limits: Limits) -> str:
     """page/index.html with the run's description and the request limits inlined as JSON (the
     page needs them before its first request; `<` escaped so no value can close the tag)."""
     info = {**about, "max_texts": limits.max_texts, "max_text_chars": limits.max_text_chars}
