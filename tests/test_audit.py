@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from tests.conftest import write_csv
 from tunewise.cli import main
 from tunewise.config import AuditConfig, load_config
+from tunewise.core.findings import Finding
 from tunewise.data.audit import audit_examples
 from tunewise.data.dedup import DuplicateIndex, clusters
 from tunewise.data.load import Examples
@@ -229,7 +232,11 @@ def test_audit_command_writes_json_and_html_and_exits_0(tmp_path, capsys):
     )
     assert code == 0
     assert json.loads((out / "audit.json").read_text()) == []
-    assert "No findings" in (out / "audit.html").read_text()
+    page = (out / "audit.html").read_text()
+    assert "No findings" in page and "<strong>Ready to train.</strong>" in page
+    charts = re.findall(r'<img src="data:image/png;base64,[^"]+" alt="([^"]+)"', page)
+    assert charts == ["rows per class", "text length histogram"]
+    assert "http://" not in page and "https://" not in page and "<script" not in page
 
 
 def test_audit_command_exits_1_on_error_findings(tmp_path, capsys):
@@ -251,7 +258,9 @@ def test_audit_command_exits_1_on_error_findings(tmp_path, capsys):
     findings = json.loads((out / "audit.json").read_text())
     assert findings[0]["code"] == "leakage" and findings[0]["severity"] == "error"
     assert set(findings[0]) == {"code", "severity", "message", "remedy", "evidence"}
-    assert "leakage" in (out / "audit.html").read_text()
+    page = (out / "audit.html").read_text()
+    assert "leakage" in page and "<strong>Not ready to train.</strong>" in page
+    assert page.index('id="ready"') < page.index('id="charts"') < page.index('id="findings"')
     assert "leakage" in capsys.readouterr().err
 
 
@@ -299,3 +308,23 @@ def test_run_stops_on_audit_errors_before_training(tmp_path, tiny_model_dir, cap
 def test_audit_config_is_checked():
     with pytest.raises(Exception, match="audit.fail_on: 'nevr' is not a valid choice"):
         load_config({"data": {"train": "x"}, "audit": {"fail_on": "nevr"}})
+
+
+def test_the_audit_page_profiles_classes_and_lengths_and_says_if_ready(tmp_path, tokenizer):
+    from tunewise.report.audit_html import write_audit_html
+
+    train, test = clean_examples(), clean_examples(4, seed=1, source="test.csv")
+    findings, summary = audit_examples(train, test, AuditConfig(label_noise=False), tokenizer, 32)
+    profile = summary["profile"]
+    assert profile["unit"] == "tokens" and profile["max_length"] == 32
+    assert [s["name"] for s in profile["splits"]] == ["train", "test"]
+    assert profile["splits"][0]["labels"] == dict(Counter(train.labels))
+    assert len(profile["splits"][1]["lengths"]) == len(test)
+    warning = Finding("class-imbalance", "warning", "one class is tiny", "collect more")
+    page = write_audit_html(tmp_path / "a.html", [*findings, warning], summary).read_text()
+    assert "<strong>Ready to train, with care.</strong>" in page and "1 warning worth" in page
+    assert f"{len(train) + len(test):,} rows, {len(set(train.labels))} classes" in page
+    rows = page.split("rows per class (")[1].split("</table>")[0]
+    assert rows.count("<tr>") == len(set(train.labels)) + 1  # header + one per class
+    _, words = audit_examples(train, None, AuditConfig(label_noise=False))  # no tokenizer
+    assert words["profile"]["unit"] == "words" and words["profile"]["max_length"] is None

@@ -4,18 +4,22 @@ against a real uvicorn server in a thread (tiny random models, so each test take
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from tests.serve_helpers import LABELS, classifier_run, llama_run
 from tunewise.cli import main
 from tunewise.core.errors import InputError
 from tunewise.feedback.store import open_store
-from tunewise.serving.app import Limits, create_app
+from tunewise.serving.about import describe_run
+from tunewise.serving.app import Limits, create_app, render_tester_page
 from tunewise.serving.batching import MicroBatcher
 from tunewise.serving.predictor import load_predictor
 from tunewise.serving.server import background, build_app, check_access
@@ -178,6 +182,63 @@ def test_feedback_over_http_is_idempotent_and_checks_the_label(server, run_dir):
     rows = [r for r in open_store(None, run_dir).rows() if r["request_id"] == pred["request_id"]]
     assert len(rows) == 1  # filled in from the prediction the server remembers
     assert rows[0]["text"] == "where is my new card" and rows[0]["prediction"] == pred["label"]
+
+
+def test_feedback_refuses_a_request_id_never_issued_but_takes_offline_feedback(server, run_dir):
+    made_up = {"request_id": "0" * 32, "verdict": "correct", "text": "hi", "prediction": LABELS[0]}
+    r = requests.post(f"{server}/feedback", json=made_up, headers={"Idempotency-Key": "fb-3"})
+    detail = r.json()["detail"]
+    assert r.status_code == 422 and "was not issued by this server" in detail
+    assert "without request_id" in detail  # the fix: send it as offline feedback
+    offline = {k: v for k, v in made_up.items() if k != "request_id"}
+    r = requests.post(f"{server}/feedback", json=offline, headers={"Idempotency-Key": "fb-4"})
+    assert r.status_code == 201
+    rows = open_store(None, run_dir).rows()
+    assert not [x for x in rows if x["request_id"] == "0" * 32]
+    assert [x for x in rows if x["text"] == "hi" and x["request_id"] is None]
+
+
+def test_docs_load_their_assets_from_this_server(server):
+    """Swagger UI and ReDoc come from the fastapi-offline package: nothing from a CDN."""
+    for page in ("docs", "redoc"):
+        html = requests.get(f"{server}/{page}").text
+        assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+        assert assets and all(a.startswith("/") for a in assets), assets
+        for a in assets:
+            got = requests.get(f"{server}{a}")
+            assert got.status_code == 200 and len(got.content) > 1000, a
+
+
+def test_the_page_names_the_run_the_model_and_its_test_score(tmp_path):
+    run = classifier_run(tmp_path / "named-run")
+    metrics = {
+        "tuned": {"accuracy": 0.9},
+        "baseline": {"accuracy": 0.8},
+        "baseline_name": "linear_probe",
+        "test_size": 40,
+    }
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["model"]["name"] = "minilm-l6</script><b>"
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    about = describe_run(run)
+    assert (about["run"], about["model"], about["task"]) == (
+        "named-run",
+        "minilm-l6</script><b>",
+        "classification",
+    )
+    assert about["test"] == {
+        "accuracy": 0.9,
+        "rows": 40,
+        "baseline": "linear_probe",
+        "baseline_accuracy": 0.8,
+    }
+    html = render_tester_page(about, Limits(max_texts=7))
+    inlined = re.search(r'<script id="about" type="application/json">(.*?)</script>', html, re.S)
+    assert json.loads(inlined.group(1)) == {**about, "max_texts": 7, "max_text_chars": 2000}
+    assert "<" not in inlined.group(1)  # a value cannot close the tag
+    (run / "metrics.json").write_text("{not json")
+    assert "test" not in describe_run(run)  # an unreadable file says less, it does not fail
 
 
 def test_metrics_health_and_docs(server):

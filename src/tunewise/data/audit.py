@@ -65,8 +65,9 @@ def audit_examples(
         findings += _leakage(train, test, index, cfg)
     findings += _imbalance(train, cfg)
     findings += _garbage(parts, cfg)
+    lengths = _text_lengths(parts, tokenizer)
     if tokenizer is not None:
-        findings += _lengths(parts, tokenizer, max_length, cfg)
+        findings += _lengths(parts, lengths, max_length, cfg)
     if cfg.pii:
         findings += _pii(parts, cfg)
     if cfg.label_noise and embedder is not None:
@@ -76,8 +77,36 @@ def audit_examples(
         "classes": len(set(train.labels)),
         "seconds": round(time.perf_counter() - started, 2),
         "counts": dict(Counter(f.code for f in findings)),
+        "profile": {
+            **_profile(parts, lengths, max_length if tokenizer is not None else None),
+            "min_class_count": cfg.min_class_count,
+        },
     }
     return findings, summary
+
+
+def _text_lengths(parts: list[Examples], tokenizer) -> list[np.ndarray]:
+    """Tokens per row with the model's tokenizer (what truncation cuts), else words per row."""
+    if tokenizer is None:
+        return [np.array([len(t.split()) for t in ex.texts]) for ex in parts]
+    return [np.array([len(ids) for ids in tokenizer(ex.texts)["input_ids"]]) for ex in parts]
+
+
+def _profile(parts: list[Examples], lengths: list[np.ndarray], max_length: int | None) -> dict:
+    """What audit.html charts: rows per class and text lengths, per split (train, test)."""
+    return {
+        "unit": "tokens" if max_length is not None else "words",
+        "max_length": max_length,
+        "splits": [
+            {
+                "name": name,
+                "source": ex.source,
+                "labels": dict(Counter(ex.labels)),
+                "lengths": [int(n) for n in ls],
+            }
+            for name, ex, ls in zip(("train", "test"), parts, lengths, strict=False)
+        ],
+    }
 
 
 def _duplicates(ex: Examples, index: DuplicateIndex, cfg) -> list[Finding]:
@@ -271,9 +300,10 @@ def _garbage(parts: list[Examples], cfg) -> list[Finding]:
     ]
 
 
-def _lengths(parts: list[Examples], tokenizer, max_length: int, cfg) -> list[Finding]:
+def _lengths(
+    parts: list[Examples], lengths: list[np.ndarray], max_length: int, cfg
+) -> list[Finding]:
     """Token-length outliers (Q3 + k·IQR) and rows that `model.max_length` cuts short."""
-    lengths = [np.array([len(ids) for ids in tokenizer(ex.texts)["input_ids"]]) for ex in parts]
     q1, q3 = np.percentile(lengths[0], [25, 75])
     fence = q3 + cfg.length_iqr * max(q3 - q1, 1)
     out = []

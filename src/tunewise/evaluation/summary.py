@@ -44,16 +44,9 @@ def metrics_document(
         if name == "best":
             name = max(doc["baselines"], key=lambda k: doc["baselines"][k]["accuracy"])
         doc["baseline_name"], doc["baseline"] = name, doc["baselines"][name]
-        doc.update(
-            compare(
-                y,
-                np.array(baselines[name]["predictions"]),
-                pred,
-                n,
-                n_boot=cfg.eval.bootstrap,
-                seed=cfg.seed,
-            )
-        )
+        base_pred = np.array(baselines[name]["predictions"])
+        doc.update(compare(y, base_pred, pred, n, n_boot=cfg.eval.bootstrap, seed=cfg.seed))
+        doc["baseline_per_class"] = per_class(y, base_pred, labels)  # the report's deltas
     doc["per_class"] = per_class(y, pred, labels)
     doc["confusion_matrix"] = confusion(y, pred, n).tolist()
     training = run_dir / rundir.TRAINING

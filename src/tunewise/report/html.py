@@ -5,14 +5,14 @@ later on machines without network access. So charts are base64 PNG data URIs, CS
 and nothing refers to an external resource. Every section except the headline inputs is
 optional: a run that lacks, say, a confusion matrix still gets a report with what it has.
 
-Charts are drawn on bare `Figure` objects with the Agg canvas rather than through pyplot, so
-rendering never touches pyplot's global state or the user's chosen backend.
+The first screen answers the newcomer's question: a verdict box (ship / ship with care / do not
+ship, report/verdict.py) with each reason linked to its section, then the headline numbers.
+The per-class table sorts in the page with a few lines of inline script (no CDN) and reads as
+a plain table without it.
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import math
 from pathlib import Path
@@ -20,20 +20,20 @@ from typing import Any
 
 import jinja2
 import numpy as np
-import yaml
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from tunewise.core import rundir
 from tunewise.core.errors import InputError, Problem
+from tunewise.report.charts import png as _png
+from tunewise.report.config_view import config_view
 from tunewise.report.evaluation_sections import deeper_context
 from tunewise.report.tune_section import report_section as tune_section
+from tunewise.report.verdict import merge_findings, verdict
 
 METRIC_COLUMNS = ("accuracy", "macro_f1", "macro_precision", "macro_recall")
 MAX_TICK_CLASSES = 30  # above this, tick labels are unreadable; the top-pairs table replaces them
 TOP_CONFUSED = 10
-SIGNIFICANCE_LEVEL = 0.05
-SEVERITY_ORDER = {"error": 0, "warning": 1, "warn": 1, "info": 2}
+SIGNIFICANCE_LEVEL = 0.05  # unless the run's doctor.alpha says otherwise
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
 
@@ -49,11 +49,30 @@ def write_report(
     if not isinstance(metrics, dict):
         raise InputError([Problem(str(run_dir / metrics_file), None, "<root>", "not an object")])
     context = _context(metrics, *_read_history(run_dir / rundir.HISTORY))
-    context.update(config=_read_config(run_dir / rundir.CONFIG), findings=_read_findings(run_dir))
     context["tune"] = tune_section(run_dir)  # after `tunewise tune`: its study and plots
+    context["config"] = config_view(run_dir / rundir.CONFIG, studied=bool(context["tune"]))
+    findings = _read_findings(run_dir)
+    context["findings"] = link_sections(findings, {k for k, v in context.items() if v})
+    context["verdict"] = verdict(metrics, findings, "accuracy", alpha(context["config"]))
+    if not context["headline"]:
+        context["verdict"]["reasons"][0]["href"] = None  # nothing to link the numbers to
     out = run_dir / report_file
     out.write_text(_environment().get_template("report.html").render(context), encoding="utf-8")
     return out
+
+
+def alpha(config: dict | None) -> float:
+    """The doctor's significance level (doctor.alpha), so report and doctor agree."""
+    value = ((config or {}).get("raw") or {}).get("doctor", {}).get("alpha")
+    return float(value) if _is_number(value) and 0 < value < 1 else SIGNIFICANCE_LEVEL
+
+
+def link_sections(findings: list[dict], present: set[str]) -> list[dict]:
+    """Keep a finding's "see section" link only where the report has that section."""
+    for f in findings:
+        if f.get("section") and f["section"][0] not in present:
+            f["section"] = None
+    return findings
 
 
 def _read_json(path: Path, required: bool = False) -> Any:
@@ -66,17 +85,6 @@ def _read_json(path: Path, required: bool = False) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise InputError([Problem(str(path), exc.lineno, "<json>", exc.msg)]) from exc
-
-
-def _read_config(path: Path) -> str | None:
-    """The resolved config re-dumped as block YAML, so the report shows it uniformly."""
-    if not path.is_file():
-        return None
-    text = path.read_text(encoding="utf-8")
-    try:
-        return yaml.safe_dump(yaml.safe_load(text), sort_keys=False, allow_unicode=True)
-    except yaml.YAMLError:
-        return text  # show what is there rather than lose the config section
 
 
 def _read_history(path: Path) -> tuple[list[dict], int]:
@@ -97,16 +105,23 @@ def _json_or_none(line: str) -> Any:
 
 
 def _read_findings(run_dir: Path) -> list[dict]:
-    """Audit and doctor findings, most severe first: they can invalidate every number below."""
-    findings = []
+    """Audit and doctor findings, merged where both raise one code, most severe first: they
+    can invalidate every number below. Evidence becomes indented JSON text."""
+    by_source: dict[str, list[dict]] = {}
     for source in ("audit", "doctor"):
-        for item in _read_json(run_dir / f"{source}.json") or []:
-            if isinstance(item, dict):
-                evidence = item.get("evidence")
-                if evidence is not None and not isinstance(evidence, str):
-                    evidence = json.dumps(evidence, indent=1, default=str)
-                findings.append({**item, "source": source, "evidence": evidence})
-    return sorted(findings, key=lambda f: SEVERITY_ORDER.get(str(f.get("severity")).lower(), 3))
+        items = _read_json(run_dir / f"{source}.json") or []
+        by_source[source] = [
+            {**item, "evidence": _evidence_text(item.get("evidence"))}
+            for item in items
+            if isinstance(item, dict)
+        ]
+    return merge_findings(by_source)
+
+
+def _evidence_text(evidence: Any) -> str | None:
+    if evidence is None or isinstance(evidence, str):
+        return evidence
+    return json.dumps(evidence, indent=1, default=str, ensure_ascii=False)
 
 
 def _context(metrics: dict, history: list[dict], skipped: int) -> dict:
@@ -120,7 +135,9 @@ def _context(metrics: dict, history: list[dict], skipped: int) -> dict:
         "curves": _learning_curves(history),
         "history_skipped": skipped,
         "confusion": _confusion_section(metrics.get("confusion_matrix"), labels),
-        "per_class": _per_class_section(metrics.get("per_class")),
+        "per_class": _per_class_section(
+            metrics.get("per_class"), metrics.get("baseline_per_class")
+        ),
         "summaries": _summaries(metrics),
         **deeper_context(metrics, png=_png),
     }
@@ -180,14 +197,6 @@ def _summaries(metrics: dict) -> list[tuple[str, dict]]:
     """Key/value tables for training, parameter counts and validation, when present."""
     titles = {"training": "Training", "parameters": "Parameters", "validation": "Validation"}
     return [(t, metrics[k]) for k, t in titles.items() if isinstance(metrics.get(k), dict)]
-
-
-def _png(fig: Figure) -> str:
-    """Encode a figure as a data URI; Software metadata is dropped (it holds a URL)."""
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _series(history: list[dict], split: str, key: str) -> tuple[list, list]:
@@ -267,14 +276,36 @@ def _top_confused(cm: np.ndarray, names: list[str]) -> list[dict]:
     return pairs
 
 
-def _per_class_section(rows: Any) -> dict | None:
-    """Horizontal F1 bars, worst class at the top where the eye lands first."""
+def _per_class_section(rows: Any, baseline_rows: Any = None) -> dict | None:
+    """The sortable per-class table (baseline -> tuned F1 where the run kept the baseline's
+    per-class scores) and horizontal F1 bars, worst class first where the eye lands."""
     if not isinstance(rows, list):
         return None
     rows = [r for r in rows if isinstance(r, dict) and _is_number(r.get("f1"))]
     if not rows:
         return None
-    ranked = sorted(rows, key=lambda r: r["f1"])
+    base = {
+        str(r.get("label")): r
+        for r in baseline_rows or []
+        if isinstance(r, dict) and _is_number(r.get("f1"))
+    }
+    ranked = []
+    for r in sorted(rows, key=lambda r: r["f1"]):
+        b = base.get(str(r.get("label")))
+        delta = r["f1"] - b["f1"] if b else None
+        ranked.append({**r, "base_f1": b["f1"] if b else None, "delta_f1": delta})
+    deltas = [r["delta_f1"] for r in ranked if r["delta_f1"] is not None]
+    moved = {
+        "better": sum(d > 0 for d in deltas),
+        "worse": sum(d < 0 for d in deltas),
+        "same": sum(d == 0 for d in deltas),
+    }
+    worst = min(ranked, key=lambda r: r["delta_f1"]) if deltas else None
+    return {"image": _f1_bars(ranked), "rows": ranked, "moved": moved if deltas else None,
+            "worst_drop": worst if worst and worst["delta_f1"] < 0 else None}  # fmt: skip
+
+
+def _f1_bars(ranked: list[dict]) -> str:
     n = len(ranked)
     fig = Figure(figsize=(7, max(2.0, 0.17 * n + 1.0)))
     ax = fig.add_subplot()
@@ -283,7 +314,7 @@ def _per_class_section(rows: Any) -> dict | None:
     ax.tick_params(axis="y", labelsize=8 if n <= 30 else 6)
     ax.set(xlim=(0, 1), ylim=(n - 0.5, -0.5), xlabel="F1", title="Per-class F1 (worst first)")
     ax.grid(axis="x", alpha=0.3)
-    return {"image": _png(fig), "rows": ranked}
+    return _png(fig)
 
 
 def _is_number(value: Any) -> bool:

@@ -2,7 +2,8 @@
 
 Every response carries a `request_id` (JSON body and `X-Request-ID` header). POSTs may carry an
 `Idempotency-Key` (required on /feedback): a retried key returns the first answer; the same key
-with a different body is a 422. OpenAPI docs are at /docs.
+with a different body is a 422. OpenAPI docs are at /docs (and /redoc), served from the assets
+the fastapi-offline package bundles, so they work with no network.
 
     app = create_app(load_predictor(run_dir), open_store(None, run_dir))
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field
 
 from tunewise.core.errors import InputError
@@ -160,16 +163,23 @@ class Service:
 
 
 def create_app(
-    predictor, store: FeedbackStore | None, limits: Limits | None = None, token: str | None = None
+    predictor,
+    store: FeedbackStore | None,
+    limits: Limits | None = None,
+    token: str | None = None,
+    about: dict | None = None,
 ) -> FastAPI:
-    """The serving app over a loaded predictor and an open feedback store."""
+    """The serving app over a loaded predictor and an open feedback store; `about`
+    (serving/about.py) is what the tester page shows of the run."""
     svc = Service(predictor, store, limits or Limits(), token)
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc from bundled assets: they work offline
         title="tunewise serve",
         description="Predictions from a tuned model, and feedback on them from testers.",
         version="1",
+        swagger_ui_parameters={"validatorUrl": None},  # no call to the online validator
     )
     app.state.service = svc
+    app.state.about = about or {}
     _middleware(app, svc)
     _routes(app, svc)
     return app
@@ -195,7 +205,7 @@ def _middleware(app: FastAPI, svc: Service) -> None:
 def _routes(app: FastAPI, svc: Service) -> None:
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:
-        return resources.files("tunewise.serving").joinpath("page/index.html").read_text()
+        return render_tester_page(app.state.about, svc.limits)
 
     @app.get("/health", summary="liveness, task, labels and feedback count")
     async def health(request: Request) -> dict:
@@ -286,10 +296,29 @@ async def _gather(svc: Service, texts: list[str], top_k: int) -> list[dict]:
     return list(await asyncio.gather(*(svc.batcher.submit((t, top_k)) for t in texts)))
 
 
+def render_tester_page(about: dict, limits: Limits) -> str:
+    """page/index.html with the run's description and the request limits inlined as JSON (the
+    page needs them before its first request; `<` escaped so no value can close the tag)."""
+    info = {**about, "max_texts": limits.max_texts, "max_text_chars": limits.max_text_chars}
+    data = json.dumps(info).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    page = resources.files("tunewise.serving").joinpath("page/index.html").read_text()
+    return page.replace("__TUNEWISE_ABOUT__", data, 1)
+
+
 def _complete(svc: Service, body: FeedbackIn) -> dict:
-    """The row to store: text and prediction filled from the request_id when omitted."""
+    """The row to store: text and prediction filled from the request_id when omitted. A
+    request_id this server did not issue (or no longer remembers: the last 10,000 predictions
+    since it started) is refused, so feedback cannot be pinned on predictions never made."""
     row = body.model_dump()
     known = svc.recent.get(row["request_id"]) if row["request_id"] else None
+    if row["request_id"] and known is None:
+        raise HTTPException(
+            422,
+            f"request_id '{row['request_id']}' was not issued by this server (it remembers the "
+            f"last {svc.recent.size:,} predictions since it started); to store the verdict "
+            "anyway, send it without request_id, with the text and the prediction "
+            "(offline feedback)",
+        )
     if known is not None:
         row["text"] = row["text"] or known[0]
         row["prediction"] = row["prediction"] or known[1]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tunewise.core.errors import InputError, Problem
 from tunewise.feedback.store import open_store
+from tunewise.serving.about import describe_run
 from tunewise.serving.app import Limits, create_app
 from tunewise.serving.predictor import load_predictor, run_task
 
@@ -70,7 +71,8 @@ def build_app(
 
     run_task(Path(run_dir))  # a bad run directory fails before the store is created
     store = open_store(feedback_db, Path(run_dir))
-    return create_app(load_predictor(Path(run_dir), backend, threads), store, limits, token)
+    predictor = load_predictor(Path(run_dir), backend, threads)
+    return create_app(predictor, store, limits, token, about=describe_run(Path(run_dir)))
 
 
 def serve(
