@@ -76,6 +76,17 @@ def test_oos_rows_are_scored_for_every_method_and_are_never_a_class(oos_run):
     assert (oos_run / "oos.safetensors").is_file()
 
 
+def test_the_report_shows_every_method_and_the_score_distributions(oos_run):
+    page = (oos_run / "report.html").read_text()
+    section = page[page.index('<section id="oos">') :]
+    section = section[: section.index("</section>")]
+    assert "knn (served)" in section and section.count("<tr>") == 1 + 2 * len(oos.METHODS)
+    assert 'alt="out-of-scope score distributions"' in section and "data:image/png" in section
+    assert "chosen on" in section  # youden: the threshold came from oos example rows
+    findings = json.loads((oos_run / "doctor.json").read_text())
+    assert "no-oos-check" not in [f["code"] for f in findings]
+
+
 def test_the_threshold_is_never_chosen_on_test_rows(oos_run, tmp_path):
     """Other out-of-scope test rows change the test metrics, never the saved detector."""
     before = json.loads((oos_run / "oos.json").read_text())
