@@ -15,14 +15,17 @@ from typing import Any
 
 import numpy as np
 
+from tunewise.core import rundir
 from tunewise.core.console import console
+from tunewise.core.device import uses_bf16
 from tunewise.core.errors import InputError
 from tunewise.data import curate
 from tunewise.data.encode import encode
-from tunewise.data.load import Examples
-from tunewise.data.validate import Splits, load_splits
-from tunewise.evaluation import oos
+from tunewise.data.load import Examples, read_examples
+from tunewise.data.validate import Splits, load_splits, split_out_oos
+from tunewise.evaluation import analyses, oos
 from tunewise.models.features import logits_and_features
+from tunewise.models.load import load_trained_classifier
 
 
 def threshold_examples(splits: Splits) -> Examples | None:
@@ -95,6 +98,27 @@ def tuned_oos(
     doc = section(cfg, reports, len(train), len(validation), threshold_oos, len(test), test_oos)
     _log(doc)
     return doc
+
+
+def refit(cfg: Any, run_dir: Path) -> dict[str, Any]:
+    """Fit and save RUN_DIR/model's detector again from `cfg`'s data (after `refine` swapped
+    the model): the same rows, temperature and threshold rules as `evaluate`."""
+    from transformers import AutoTokenizer
+
+    model = load_trained_classifier(run_dir / rundir.MODEL)
+    tokenizer = AutoTokenizer.from_pretrained(run_dir / rundir.MODEL)
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    bf16 = uses_bf16(cfg.train.precision, model)
+    d = cfg.data
+    rows, problems = read_examples(d.test, d.text_col, d.label_col, field="data.test")
+    if problems:
+        raise InputError(problems)
+    test, test_oos = split_out_oos(curate.prepare_text(cfg, rows), cfg.eval.oos_label())
+    test = test.subset([i for i, x in enumerate(test.labels) if x in labels])
+    fitted = analyses.validation_temperature(cfg, model, tokenizer, labels, bf16)
+    temperature = analyses.temperature_of(fitted)
+    doc = tuned_oos(cfg, model, tokenizer, bf16, temperature, labels, test, test_oos, run_dir)
+    return doc or {}
 
 
 def _required(train, validation, test) -> tuple[oos.Outputs, oos.Outputs, oos.Outputs]:
