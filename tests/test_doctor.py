@@ -50,6 +50,7 @@ HEALTHY = {
         "calibration": {"ece": 0.03, "ece_after_temperature": 0.02},
         "slices": {"worst": {"slice": "length", "value": "≤8 tokens", "gap": 0.02}},
         "forgetting": {"tasks": [{"name": "trec", "delta": -0.005, "ci95": [-0.02, 0.01]}]},
+        "oos": {"method": "knn", "methods": {"knn": {"threshold": 0.3, "auroc": 0.95}}},
     },
     "training": {
         "train_label_counts": {"a": 50, "b": 40, "c": 45},
@@ -57,6 +58,7 @@ HEALTHY = {
         "parameters": {"trainable": 1000},
     },
     "audit": [],
+    "oos": {"method": "knn", "threshold": 0.3},  # oos.json: the detector serve abstains by
 }
 
 
@@ -73,8 +75,11 @@ def make_run(tmp_path: Path, **changes) -> Path:
     run.mkdir(exist_ok=True)
     (run / "config.yaml").write_text(yaml.safe_dump(docs["config"]))
     (run / "history.jsonl").write_text("\n".join(json.dumps(r) for r in docs["history"]) + "\n")
-    for name in ("metrics", "training", "audit"):
-        (run / f"{name}.json").write_text(json.dumps(docs[name]))
+    for name in ("metrics", "training", "audit", "oos"):
+        path = run / f"{name}.json"
+        path.unlink(missing_ok=True)
+        if docs[name] is not None:
+            path.write_text(json.dumps(docs[name]))
     return run
 
 
@@ -262,6 +267,16 @@ def test_no_improvement_and_significantly_worse(tmp_path):
     assert [(f.code, f.severity) for f in diagnose(worse, DoctorConfig())] == [
         ("no-improvement", "error")
     ]
+
+
+def test_no_oos_check_without_an_out_of_scope_evaluation_or_threshold(tmp_path):
+    no_detector = make_run(tmp_path, oos=None)  # evaluated, but nothing for serve to abstain by
+    assert [(f.code, f.severity) for f in diagnose(no_detector, DoctorConfig())] == [
+        ("no-oos-check", "warning")
+    ]
+    assert codes(make_run(tmp_path, metrics__oos=None)) == ["no-oos-check"]
+    chat = {**HEALTHY["config"], "task": "causal_lm"}  # a chat model has no intents to abstain from
+    assert "no-oos-check" not in codes(make_run(tmp_path, config=chat, metrics__oos=None))
 
 
 def test_doctor_command_writes_json_and_exits_1_on_errors(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from tunewise.core.files import sha256_file
 from tunewise.data.load import Examples
 from tunewise.feedback import intake
 from tunewise.feedback.refine import gate, refine
-from tunewise.feedback.store import open_store
+from tunewise.feedback.store import OUT_OF_SCOPE, open_store
 
 LABELS = ["card", "hello", "refund"]
 WORDS = {
@@ -78,6 +79,11 @@ def test_intake_keeps_new_consistent_rows_and_says_why_others_are_dropped():
     class Cfg:
         class data:
             text_col, label_col = "text", "label"
+
+        class eval:
+            @staticmethod
+            def oos_label():
+                return "oos"
 
     rows, rejected = intake.collect(feedback, [], Cfg)
     assert [r.origin for r in rejected] == ["feedback:3"]
@@ -290,3 +296,31 @@ def test_a_second_refinement_builds_on_the_promoted_version(toy_run, tmp_path):
     assert doc["current"] == 2 and v2["data"]["train"]["rows"] == v1["data"]["train"]["rows"] + 9
     assert sha256_file(toy_run / "model" / "model.safetensors") == v2["model"]["sha256"]
     assert sha256_file(Path(v1["model"]["path"]) / "model.safetensors") == v1["model"]["sha256"]
+
+
+def test_refine_learns_out_of_scope_feedback_as_examples_never_as_a_class(toy_run, tmp_path):
+    store = open_store(None, toy_run)
+    weather = "what is the weather in paris tomorrow"
+    store.add("o1", {"text": weather, "prediction": "card", "verdict": "incorrect",
+                     "correction": OUT_OF_SCOPE})  # fmt: skip
+    pizza = "order me a pizza tonight"  # the model abstained and the tester agreed
+    store.add("o2", {"text": pizza, "prediction": OUT_OF_SCOPE, "verdict": "correct"})
+    store.close()
+    labelled = write_csv(
+        tmp_path / "labelled.csv",
+        [(f"{t} more {i}", lab) for i in range(3) for lab, t in WORDS.items()],
+    )
+    record = refine(toy_run, data=[str(labelled)], tolerance=0.5)
+    assert record["decision"]["promoted"], record["decision"]
+    folder = toy_run / "versions" / "v1"
+    added = list(csv.DictReader((folder / "added.csv").read_text().splitlines()))
+    assert {r["text"] for r in added if r["label"] == "oos"} == {weather, pizza}
+    held = list(csv.DictReader((folder / "feedback_test.csv").read_text().splitlines()))
+    assert all(r["label"] != "oos" for r in held)
+    labels = json.loads((toy_run / "model" / "config.json").read_text())["id2label"]
+    assert "oos" not in labels.values() and len(labels) == len(WORDS)
+    # the promoted model's detector, refitted with the two examples choosing its threshold
+    assert (
+        record["oos"]["threshold_from"] == "youden" and record["oos"]["rows"]["threshold_oos"] == 2
+    )
+    assert json.loads((toy_run / "oos.json").read_text())["threshold"] == record["oos"]["threshold"]

@@ -135,7 +135,15 @@ def _serve(a: argparse.Namespace) -> None:
         max_text_chars=a.max_text_chars, max_batch=a.max_batch, max_wait_ms=a.max_wait_ms
     )
     api("tunewise.serving.server:serve")(
-        a.run_dir, a.host, a.port, a.feedback_db, a.backend, a.api_token, limits, a.threads
+        a.run_dir,
+        a.host,
+        a.port,
+        a.feedback_db,
+        a.backend,
+        a.api_token,
+        limits,
+        a.threads,
+        a.oos_threshold,
     )
 
 
@@ -306,6 +314,11 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
         help="wait this long for more requests before a forward pass",
     )
     p.add_argument("--threads", type=int, help="intra-op threads for the model (default: all)")
+    p.add_argument(
+        "--oos-threshold",
+        type=float,
+        help="abstain above this out-of-scope score (default: the run's oos.json; inf: never)",
+    )
 
 
 @dataclass(frozen=True)

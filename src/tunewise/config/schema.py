@@ -33,6 +33,7 @@ PII_MODES = ("redact", "report", "off")
 SELECT_STRATEGIES = ("entropy", "margin")  # `tunewise select`: uncertainty to rank a pool by
 SERVE_BACKENDS = ("torch", "onnx")
 POOLINGS = ("auto", "cls", "mean")  # what a classification head reads (models/pooling.py)
+OOS_METHODS = ("msp", "energy", "mahalanobis", "knn")  # evaluation/oos.py
 
 
 # What a config gets for the keys it leaves out, by task; the loader fills them in before the
@@ -170,6 +171,17 @@ class TrainConfig:
 
 
 @dataclass
+class OOSConfig:
+    """Out-of-scope detection ("I don't know", evaluation/oos.py): the score a served
+    prediction abstains by, and where its threshold comes from (validation rows only)."""
+
+    method: str = _f("knn", choices=OOS_METHODS)  # the one persisted and served
+    coverage: float = _f(0.95, gt=0.0, le=1.0)  # in-scope validation share answered (no oos rows)
+    label: str = _f("oos", required=True)  # rows with this label are out-of-scope examples
+    k: int = _f(10, ge=1)  # knn: distance to the k-th nearest training vector
+
+
+@dataclass
 class EvalConfig:
     """How the fine-tuned model is compared and how sure the comparison is."""
 
@@ -182,6 +194,11 @@ class EvalConfig:
     forgetting: list[str] = _f(factory=lambda: ["trec", "sst2"])  # general tasks, or file paths
     forgetting_rows: int = _f(2000, ge=10)  # probe-train rows per general task (seeded sample)
     forgetting_test_rows: int = _f(500, ge=10)  # probe-test rows per general task
+    oos: OOSConfig | None = _f(factory=OOSConfig)  # null: no out-of-scope check or threshold
+
+    def oos_label(self) -> str | None:
+        """The label of out-of-scope example rows, None when eval.oos is off."""
+        return self.oos.label if self.oos is not None else None
 
 
 @dataclass

@@ -38,6 +38,7 @@ CODES = (
     "poor-calibration",
     "unstable-training",
     "no-improvement",
+    "no-oos-check",
     "classic-preprocessing",  # beyond the DESIGN list: stemming etc. on a transformer's input
 )
 

@@ -38,9 +38,11 @@ NONFINITE = "nonfinite.json"  # NaN/inf steps that were skipped
 DATA = "data"  # split files a run made itself (held-out test, redacted text)
 LINEAGE = "lineage.json"
 ONNX = "onnx"
+OOS = "oos.json"  # the out-of-scope detector serve abstains by: method, threshold
+OOS_STATE = "oos.safetensors"  # its fitted state (kNN bank, Mahalanobis means and precision)
 
 # Outputs of an earlier run under the same name that a new run must not inherit.
-STALE = (HISTORY, METRICS, BASELINE, TRAINING, ROWS, NONFINITE)
+STALE = (HISTORY, METRICS, BASELINE, TRAINING, ROWS, NONFINITE, OOS, OOS_STATE)
 
 
 def dump_config(cfg: Any, path: Path) -> Path:

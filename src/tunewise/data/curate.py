@@ -102,6 +102,15 @@ def audit_splits(cfg: RunConfig, splits: Splits) -> tuple[list[Finding], dict]:
     return run_audit(cfg, train, splits.test)
 
 
+def concat_all(parts: list[Examples | None]) -> Examples:
+    """The given parts as one, in line order (None parts skipped; at least one given)."""
+    given = [p for p in parts if p is not None]
+    out = given[0]
+    for part in given[1:]:
+        out = concat(out, part)
+    return out
+
+
 def concat(a: Examples, b: Examples) -> Examples:
     order = sorted(range(len(a) + len(b)), key=lambda i: (a.lines + b.lines)[i])
     both = Examples(
@@ -229,6 +238,7 @@ def prepare_splits(cfg: RunConfig, splits: Splits, out_dir: Path | None = None) 
     val, _ = transform(splits.validation, steps)
     val, val_dropped = _drop_seen(val, splits.validation, prepared.examples)
     test = transform(splits.test, steps)[0] if splits.test is not None else None
+    oos = {name: transform(ex, steps)[0] for name, ex in splits.oos.items()}  # text steps only
     if cfg.prepare.augment is not None:
         prepared = _augmented(prepared, cfg)
     problems = check_splits(prepared.examples, val, test, cfg.data.label_col)
@@ -240,7 +250,7 @@ def prepare_splits(cfg: RunConfig, splits: Splits, out_dir: Path | None = None) 
         write_jsonl(out_dir / rundir.DROPPED, prepared.dropped + val_dropped)
         (out_dir / rundir.PREPARE).write_text(json.dumps(summary, indent=1))
         print_prepare(summary)
-    return Splits(prepared.examples, val, test, splits.labels, splits.validation_source)
+    return Splits(prepared.examples, val, test, splits.labels, splits.validation_source, oos=oos)
 
 
 def prepare_text(cfg: RunConfig, ex: Examples) -> Examples:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tunewise.core.errors import InputError, Problem
@@ -30,6 +30,8 @@ class Splits:
     labels: list[str]
     validation_source: str  # "file" or "split"
     test_source: str = "file"  # "file", or "held-out": a seeded share of the training file
+    # out-of-scope example rows (label eval.oos.label) per split name, never a class
+    oos: dict[str, Examples] = field(default_factory=dict)
 
     def ids(self, ex: Examples) -> list[int]:
         """Class ids of `ex`'s labels; KeyError for a label unseen in train (checked earlier)."""
@@ -114,7 +116,16 @@ def _unseen_problem(
     return Problem(source, lines[0], label_col, message, fix)
 
 
-def load_splits(data_cfg: Any, seed: int, hold_out_test: bool = False) -> Splits:
+def split_out_oos(ex: Examples, oos_label: str | None) -> tuple[Examples, Examples]:
+    """(in-scope rows, rows labelled `oos_label`): out-of-scope examples are never a class."""
+    oos = [i for i, label in enumerate(ex.labels) if oos_label is not None and label == oos_label]
+    taken = set(oos)
+    return ex.subset([i for i in range(len(ex)) if i not in taken]), ex.subset(oos)
+
+
+def load_splits(
+    data_cfg: Any, seed: int, hold_out_test: bool = False, oos_label: str | None = None
+) -> Splits:
     """Read every configured file, check them together, raise one `InputError` with all problems.
 
     `data_cfg` needs attributes train, validation, test, text_col, label_col, max_rows,
@@ -122,7 +133,8 @@ def load_splits(data_cfg: Any, seed: int, hold_out_test: bool = False) -> Splits
     (not the first rows: files sorted by label would lose most classes). Without a test file
     (`hold_out_test`), a seeded stratified `test_fraction` of train is held out as the test set
     first; without a validation file, a seeded stratified `val_fraction` of what remains becomes
-    validation.
+    validation. Rows labelled `oos_label` (eval.oos.label) are split like a class, then taken
+    out of every split into `Splits.oos`: out-of-scope examples, never a class.
     """
     problems: list[Problem] = []
     train = _read(data_cfg, "train", seed, problems)
@@ -134,12 +146,19 @@ def load_splits(data_cfg: Any, seed: int, hold_out_test: bool = False) -> Splits
         train, test = _split(train, data_cfg.test_fraction, seed, problems, "data.test_fraction")
     if train is not None and not data_cfg.validation:
         train, validation = _split(train, data_cfg.val_fraction, seed, problems)
+    oos: dict[str, Examples] = {}
+    parts = {"train": train, "validation": validation, "test": test}
+    for name, part in parts.items():
+        if part is not None:
+            parts[name], oos[name] = split_out_oos(part, oos_label)
+    train, validation, test = parts["train"], parts["validation"], parts["test"]
     if train is not None and (len(train) or not problems):
         problems += check_splits(train, validation, test, data_cfg.label_col)
     if problems or train is None or validation is None:
         raise InputError(problems)
     test_source = "held-out" if held_out else "file"
-    return Splits(train, validation, test, label_order(train.labels), source, test_source)
+    kept = {name: ex for name, ex in oos.items() if len(ex)}
+    return Splits(train, validation, test, label_order(train.labels), source, test_source, kept)
 
 
 def _read(data_cfg: Any, name: str, seed: int, problems: list[Problem]) -> Examples | None:

@@ -422,6 +422,27 @@ def no_improvement(run: RunFacts, limits) -> list[Finding]:
     ]
 
 
+def no_oos_check(run: RunFacts, limits) -> list[Finding]:
+    """A classifier answers every message with an intent: without an out-of-scope check and a
+    threshold (eval.oos, RUN_DIR/oos.json), a message that fits none is answered confidently."""
+    if run.config.get("task", "classification") != "classification" or not run.metrics.get("tuned"):
+        return []
+    checked = (run.metrics.get("oos") or {}).get("methods")
+    if checked and (run.path / rundir.OOS).is_file():
+        return []
+    return [
+        Finding(
+            "no-oos-check",
+            "warning",
+            "no out-of-scope evaluation and no threshold: every message, even one that fits no "
+            "intent, gets a confident label",
+            "set eval.oos (the default: method knn, coverage 0.95) and re-run tunewise evaluate; "
+            "add rows labelled eval.oos.label to validation and test to measure detection",
+            {"oos_section": bool(checked), "detector": (run.path / rundir.OOS).is_file()},
+        )
+    ]
+
+
 RULES: tuple[Callable[[RunFacts, Any], list[Finding]], ...] = (
     no_eval_set,
     selection_on_test,
@@ -438,5 +459,6 @@ RULES: tuple[Callable[[RunFacts, Any], list[Finding]], ...] = (
     poor_calibration,
     unstable_training,
     no_improvement,
+    no_oos_check,
     *LM_RULES,
 )

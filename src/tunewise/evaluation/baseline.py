@@ -32,6 +32,14 @@ def linear_probe(
     seed: int = 0,
 ) -> tuple[np.ndarray, float]:
     """Predicted class ids on test and the C picked by validation accuracy."""
+    model, c = fit_probe(train_emb, train_y, val_emb, val_y, seed)
+    return model.predict(test_emb), c
+
+
+def fit_probe(
+    train_emb: np.ndarray, train_y: np.ndarray, val_emb: np.ndarray, val_y: np.ndarray, seed: int
+) -> tuple[LogisticRegression, float]:
+    """The logistic regression with the C of best validation accuracy, and that C."""
     best_c, best_acc, best_model = PROBE_C[0], -1.0, None
     for c in PROBE_C:
         model = LogisticRegression(C=c, max_iter=1000, random_state=seed).fit(train_emb, train_y)
@@ -39,4 +47,4 @@ def linear_probe(
         if acc > best_acc:
             best_c, best_acc, best_model = c, acc, model
     assert best_model is not None
-    return best_model.predict(test_emb), best_c
+    return best_model, best_c

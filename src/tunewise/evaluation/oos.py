@@ -18,18 +18,30 @@ recall together are best (Youden's J).
     scorer = KNNScorer(k=10).fit(train_features, train_labels)
     threshold = coverage_threshold(scorer.score(val_features), coverage=0.95)
     report = oos_report(in_scores, oos_scores, threshold, correct)
+
+or, for a model's outputs on each split, every method at once and the fitted detectors:
+
+    reports, detectors = compare_methods(train, train_y, validation, validation_oos, test,
+                                         test_y, test_oos, coverage=0.95, k=10, temperature=1.3)
+    save_detector(detectors["knn"], run_dir, label="oos"); load_detector(run_dir)
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy.special import logsumexp, softmax
 
+from tunewise.core import rundir
+
 LOGIT_METHODS = ("msp", "energy")
 FEATURE_METHODS = ("mahalanobis", "knn")
+METHODS = (*LOGIT_METHODS, *FEATURE_METHODS)
+HISTOGRAM_BINS = 30
 
 
 def msp_score(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -184,3 +196,170 @@ def oos_report(
         "oos_recall": float(caught.mean()),
         "oos_precision": float(caught.sum() / flagged) if flagged else None,
     }
+
+
+@dataclass
+class Outputs:
+    """A model's logits and head inputs on some rows (models/features.py)."""
+
+    logits: np.ndarray
+    features: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.logits)
+
+
+@dataclass
+class Detector:
+    """A fitted out-of-scope score and its threshold: rows scoring above it abstain."""
+
+    method: str
+    threshold: float = float("inf")
+    temperature: float = 1.0  # msp only: the run's validation temperature
+    k: int = 10
+    scorer: KNNScorer | MahalanobisScorer | None = None
+    chosen_by: str = "coverage"  # "coverage" (in-scope validation) or "youden" (with oos rows)
+
+    @property
+    def needs_features(self) -> bool:
+        return self.method in FEATURE_METHODS
+
+    def score(self, logits: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
+        if self.method == "msp":
+            return msp_score(logits, self.temperature)
+        if self.method == "energy":
+            return energy_score(logits)
+        assert self.scorer is not None and features is not None, f"{self.method} needs features"
+        return self.scorer.score(features)
+
+    def of(self, out: Outputs) -> np.ndarray:
+        return self.score(out.logits, out.features)
+
+
+def choose_threshold(
+    in_scope_scores: np.ndarray, oos_scores: np.ndarray | None, coverage: float
+) -> tuple[float, str]:
+    """Youden's J with out-of-scope validation rows, else the in-scope coverage quantile."""
+    if oos_scores is not None and len(oos_scores):
+        return youden_threshold(in_scope_scores, oos_scores), "youden"
+    return coverage_threshold(in_scope_scores, coverage), "coverage"
+
+
+def fit_detector(
+    method: str,
+    train: Outputs,
+    train_y: np.ndarray,
+    validation: Outputs,
+    validation_oos: Outputs | None,
+    coverage: float,
+    k: int = 10,
+    temperature: float = 1.0,
+) -> Detector:
+    """Fit the scorer on training rows, the threshold on validation rows: nothing else."""
+    scorer: KNNScorer | MahalanobisScorer | None = None
+    if method == "knn":
+        scorer = KNNScorer(k=k).fit(train.features)
+    elif method == "mahalanobis":
+        scorer = MahalanobisScorer().fit(train.features, train_y)
+    det = Detector(method, temperature=temperature if method == "msp" else 1.0, k=k, scorer=scorer)
+    oos = det.of(validation_oos) if validation_oos is not None and len(validation_oos) else None
+    det.threshold, det.chosen_by = choose_threshold(det.of(validation), oos, coverage)
+    return det
+
+
+def compare_methods(
+    train: Outputs,
+    train_y: np.ndarray,
+    validation: Outputs,
+    validation_oos: Outputs | None,
+    test: Outputs,
+    test_y: np.ndarray,
+    test_oos: Outputs | None,
+    *,
+    coverage: float,
+    k: int = 10,
+    temperature: float = 1.0,
+    methods: tuple[str, ...] = METHODS,
+) -> tuple[dict[str, dict[str, Any]], dict[str, Detector]]:
+    """Every method on the same rows: its test report (oos_report, with a histogram of the
+    scores) and its detector. Test rows are only scored, never used to fit or choose."""
+    correct = test.logits.argmax(1) == np.asarray(test_y)
+    reports, detectors = {}, {}
+    for method in methods:
+        if method in FEATURE_METHODS and train.features is None:
+            continue
+        det = fit_detector(
+            method, train, train_y, validation, validation_oos, coverage, k, temperature
+        )
+        ins = det.of(test)
+        oos = det.of(test_oos) if test_oos is not None and len(test_oos) else None
+        report = oos_report(ins, oos, det.threshold, correct)
+        reports[method] = {
+            **report,
+            "chosen_by": det.chosen_by,
+            "histogram": histogram(ins, oos, det.threshold),
+        }
+        detectors[method] = det
+    return reports, detectors
+
+
+def histogram(ins: np.ndarray, oos: np.ndarray | None, threshold: float) -> dict[str, list]:
+    """Counts of in-scope and out-of-scope test scores on shared bins (the report's plot)."""
+    both = np.r_[ins, oos if oos is not None else [], threshold]
+    both = both[np.isfinite(both)]
+    edges = np.histogram_bin_edges(both, bins=HISTOGRAM_BINS)
+    oos_counts = np.histogram(oos, edges)[0].tolist() if oos is not None else []
+    return {
+        "edges": edges.tolist(),
+        "in_scope": np.histogram(ins, edges)[0].tolist(),
+        "oos": oos_counts,
+    }
+
+
+def save_detector(det: Detector, run_dir: Path, **extra: Any) -> None:
+    """RUN_DIR/oos.json (method, threshold, ...) and, for feature methods, oos.safetensors."""
+    from safetensors.numpy import save_file
+
+    state = rundir.OOS_STATE
+    (run_dir / state).unlink(missing_ok=True)
+    doc = {
+        "method": det.method,
+        "threshold": det.threshold,
+        "temperature": det.temperature,
+        "k": det.k,
+        "chosen_by": det.chosen_by,
+        "features": "classification head input",
+        **extra,
+    }
+    if det.scorer is not None:
+        save_file(
+            {k: np.ascontiguousarray(v) for k, v in det.scorer.state().items()},
+            str(run_dir / state),
+        )
+        doc["state"] = state
+    (run_dir / rundir.OOS).write_text(json.dumps(doc, indent=1))
+
+
+def load_detector(run_dir: Path) -> tuple[Detector, dict[str, Any]] | None:
+    """The run's detector and its json, or None when the run has none."""
+    from safetensors.numpy import load_file
+
+    path = Path(run_dir) / rundir.OOS
+    if not path.is_file():
+        return None
+    doc = json.loads(path.read_text())
+    det = Detector(
+        doc["method"],
+        float(doc["threshold"]),
+        float(doc.get("temperature", 1.0)),
+        int(doc.get("k", 10)),
+        chosen_by=doc.get("chosen_by", "coverage"),
+    )
+    if det.needs_features:
+        state = load_file(str(Path(run_dir) / doc.get("state", rundir.OOS_STATE)))
+        det.scorer = (
+            KNNScorer.from_state(state, det.k)
+            if det.method == "knn"
+            else MahalanobisScorer.from_state(state)
+        )
+    return det, doc

@@ -23,6 +23,7 @@ from tunewise.core.findings import Finding
 from tunewise.data.dedup import DuplicateIndex, exact_key, near_key
 from tunewise.data.load import Examples, read_examples
 from tunewise.data.pii import PIIDetector
+from tunewise.feedback.store import OUT_OF_SCOPE
 
 EVAL_SHARE = 0.25  # share of accepted feedback held out (by text hash) as the feedback test set
 
@@ -41,11 +42,12 @@ class Row:
 
 def collect(feedback: list[dict], data_files: list[str], cfg) -> tuple[list[Row], list[Row]]:
     """Labelled rows from feedback (a correct verdict confirms the prediction, an incorrect one
-    with a correction gives the label) and from labelled files; unusable ones with a reason."""
+    with a correction gives the label) and from labelled files; unusable ones with a reason.
+    A tester's `out_of_scope` becomes an out-of-scope example (label eval.oos.label)."""
     rows: list[Row] = []
     rejected: list[Row] = []
     for item in feedback:
-        row = _feedback_row(item)
+        row = _out_of_scope(_feedback_row(item), cfg.eval.oos_label())
         (rejected if row.reason else rows).append(row)
     for path in data_files:
         for row in _file_rows(path, cfg.data.text_col, cfg.data.label_col):
@@ -67,6 +69,15 @@ def _feedback_row(item: dict) -> Row:
     return row
 
 
+def _out_of_scope(row: Row, oos_label: str | None) -> Row:
+    if row.reason or row.label != OUT_OF_SCOPE:
+        return row
+    if oos_label is None:
+        why = "marked out of scope, but eval.oos is off: set eval.oos to learn such rows"
+        return replace(row, reason=why, code="conflicting-labels")
+    return replace(row, label=oos_label)
+
+
 def _file_rows(path: str, text_col: str, label_col: str) -> list[Row]:
     ex, problems = read_examples(path, text_col, label_col, field="--data", require_labels=False)
     if problems:
@@ -84,7 +95,8 @@ def audit_rows(
     rows: list[Row], labels: list[str], train: Examples, test: Examples, threshold: float = 0.85
 ) -> tuple[list[Row], list[Row], list[Finding]]:
     """Keep rows that are new, agree with training labels and each other, and are not in the
-    frozen test set; redact PII in the kept ones. Returns (accepted, rejected, findings)."""
+    frozen test set; redact PII in the kept ones. Returns (accepted, rejected, findings).
+    `labels` includes the out-of-scope label when those rows are wanted."""
     known = set(labels)
     rejected = [
         _reject(r, f"label '{r.label}' is not one the model knows", "conflicting-labels")
@@ -209,9 +221,14 @@ def held_out(text: str, share: float = EVAL_SHARE) -> bool:
     return int.from_bytes(digest[:4], "big") / 2**32 < share
 
 
-def split_feedback(rows: list[Row], share: float = EVAL_SHARE) -> tuple[list[Row], list[Row]]:
-    """(rows to train on, feedback test rows): file rows always train; feedback rows by hash."""
-    evaluate = [r for r in rows if r.kind == "feedback" and held_out(r.text, share)]
+def split_feedback(
+    rows: list[Row], share: float = EVAL_SHARE, oos_label: str | None = None
+) -> tuple[list[Row], list[Row]]:
+    """(rows to train on, feedback test rows): file rows always train; feedback rows by hash;
+    out-of-scope examples always go to the training file (where the threshold reads them)."""
+    evaluate = [
+        r for r in rows if r.kind == "feedback" and r.label != oos_label and held_out(r.text, share)
+    ]
     chosen = {id(r) for r in evaluate}
     return [r for r in rows if id(r) not in chosen], evaluate
 

@@ -21,7 +21,7 @@ from typing import Any
 from tunewise.core import rundir
 from tunewise.core.errors import InputError, Problem
 from tunewise.core.files import sha256_file
-from tunewise.data.curate import prepare_splits
+from tunewise.data.curate import concat_all, prepare_splits
 from tunewise.data.load import Examples, read_examples, write_examples
 from tunewise.data.validate import load_splits
 
@@ -89,7 +89,7 @@ def ensure_base(run_dir: Path, cfg, doc: dict) -> dict:
     if doc["versions"]:
         return doc["versions"][0]
 
-    splits = load_splits(cfg.data, cfg.seed)
+    splits = load_splits(cfg.data, cfg.seed, oos_label=cfg.eval.oos_label())
     if splits.test is None:
         raise InputError(
             [
@@ -115,9 +115,8 @@ def ensure_base(run_dir: Path, cfg, doc: dict) -> dict:
         "created_at": now(),
         "sources": {str(p): sha256_file(Path(p)) for p in sources if Path(p).is_file()},
         "data": {
-            "train": write_rows(folder / "train.csv", splits.train, *cols),
-            "validation": write_rows(folder / "validation.csv", splits.validation, *cols),
-            "test": write_rows(folder / "test.csv", splits.test, *cols),
+            name: write_rows(folder / f"{name}.csv", _with_oos(splits, name), *cols)
+            for name in ("train", "validation", "test")
         },
         "model": {
             "path": str(run_dir / rundir.MODEL),
@@ -129,6 +128,11 @@ def ensure_base(run_dir: Path, cfg, doc: dict) -> dict:
     doc["current"] = 0
     save(run_dir, doc)
     return base
+
+
+def _with_oos(splits, name: str) -> Examples:
+    """A split's rows with its out-of-scope examples (eval.oos.label), as the run read them."""
+    return concat_all([getattr(splits, name), splits.oos.get(name)])
 
 
 def current_version(doc: dict) -> dict:

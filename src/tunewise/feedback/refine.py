@@ -12,6 +12,7 @@ no accuracy (test, feedback) or macro-F1 (test) falls by more than `tolerance`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -30,7 +31,8 @@ from tunewise.core.errors import InputError, Problem
 from tunewise.core.findings import write_findings
 from tunewise.data.encode import encode
 from tunewise.data.load import Examples
-from tunewise.data.validate import Splits
+from tunewise.data.validate import Splits, split_out_oos
+from tunewise.evaluation import oos_eval
 from tunewise.evaluation.compare import compare
 from tunewise.evaluation.metrics import classification_metrics
 from tunewise.evaluation.predict import predict_logits
@@ -60,9 +62,11 @@ def refine(
     train = lineage.read_rows(parent["data"]["train"], *cols)
     test = lineage.read_rows(base["data"]["test"], *cols)
     labels = _labels(run_dir / rundir.MODEL)
+    oos_label = cfg.eval.oos_label()  # out-of-scope examples: kept, never a class
     rows, rejected = intake.collect(feedback, list(data), cfg)
-    accepted, refused, findings = intake.audit_rows(rows, labels, train, test)
-    to_train, feedback_test = intake.split_feedback(accepted, eval_share)
+    known = [*labels, oos_label] if oos_label else labels
+    accepted, refused, findings = intake.audit_rows(rows, known, train, test)
+    to_train, feedback_test = intake.split_feedback(accepted, eval_share, oos_label)
     version = max(v["version"] for v in doc["versions"]) + 1
     record: dict[str, Any] = {
         "version": version,
@@ -82,6 +86,7 @@ def refine(
     _write_rejected(folder, rejected + refused)
     write_findings(folder / rundir.AUDIT, findings)
     candidate = _retrain(cfg, folder, record["data"], labels)
+    test, _ = split_out_oos(test, oos_label)  # accuracy is over the intents
     record["metrics"] = _score(
         cfg, run_dir / rundir.MODEL, candidate / rundir.MODEL, test, feedback_test
     )
@@ -94,6 +99,7 @@ def refine(
     if record["decision"]["promoted"]:
         _promote(run_dir, doc, candidate / rundir.MODEL)
         doc["current"] = version
+        record["oos"] = _refit_detector(cfg, run_dir, record["data"])
     lineage.save(run_dir, doc)
     _print(record)
     return record
@@ -238,17 +244,29 @@ def _retrain(cfg, folder: Path, files: dict, labels: list[str]) -> Path:
     raw.update(output_dir=str(folder), name="candidate")
     ccfg = load_config(raw)
     cols = (ccfg.data.text_col, ccfg.data.label_col)
-    splits = Splits(
-        lineage.read_rows(files["train"], *cols),
-        lineage.read_rows(files["validation"], *cols),
-        None,
-        labels,
-        "file",
-    )
+    oos_label = ccfg.eval.oos_label()
+    train, train_oos = split_out_oos(lineage.read_rows(files["train"], *cols), oos_label)
+    validation, _ = split_out_oos(lineage.read_rows(files["validation"], *cols), oos_label)
+    splits = Splits(train, validation, None, labels, "file", oos={"train": train_oos})
     run = rundir.start_run(ccfg)
     console.log(f"refine: training the candidate on {len(splits.train)} rows")
     train_classifier(ccfg, splits, run)
     return run
+
+
+def _refit_detector(cfg, run_dir: Path, files: dict) -> dict | None:
+    """The promoted model's out-of-scope detector, fitted on this version's rows (its
+    out-of-scope examples included): the old one measured another model's vectors."""
+    if cfg.eval.oos is None:
+        return None
+    version = {k: files[k]["path"] for k in ("train", "validation", "test")}
+    data = dataclasses.replace(cfg.data, **version, max_rows=None)
+    doc = oos_eval.refit(dataclasses.replace(cfg, data=data), run_dir)
+    served = (doc.get("methods") or {}).get(doc.get("method"), {})
+    return {k: doc.get(k) for k in ("method", "threshold_from", "rows")} | {
+        "threshold": served.get("threshold"),
+        "auroc": served.get("auroc"),
+    }
 
 
 def _score(cfg, current: Path, candidate: Path, test: Examples, feedback_test) -> dict:

@@ -26,6 +26,9 @@ from tunewise.core import rundir
 from tunewise.core.errors import InputError, Problem
 
 VERDICTS = ("correct", "incorrect")
+# The correction (or, for an abstained answer, the prediction) meaning "none of the intents":
+# `refine` learns such rows as out-of-scope examples (eval.oos.label), never as a class.
+OUT_OF_SCOPE = "out_of_scope"
 FIELDS = ("request_id", "text", "prediction", "verdict", "correction", "comment", "user")
 MAX_KEY = 200
 

@@ -1,9 +1,10 @@
-"""Report sections for the deeper evaluation: slices, calibration, forgetting, error analysis.
+"""Report sections for the deeper evaluation: slices, calibration, out of scope, forgetting,
+error analysis.
 
-Each function turns one metrics.json section (shapes in evaluation/slices.py, calibration.py,
-forgetting.py, error_analysis.py) into what the template shows, or None when the section is
-absent or malformed, so reports of older runs still render. Charts come back as matplotlib
-`Figure`s; html.py encodes them, keeping all PNG handling in one place.
+Each function turns one metrics.json section (shapes in evaluation/slices.py,
+calibration.py, oos_eval.py, forgetting.py, error_analysis.py) into what the template shows, or
+None when the section is absent or malformed, so reports of older runs still render. Charts
+come back as matplotlib `Figure`s; html.py encodes them, keeping all PNG handling in one place.
 
     context.update(deeper_context(metrics, png=_png))
 """
@@ -23,10 +24,14 @@ def deeper_context(metrics: dict, png: Callable[[Figure], str]) -> dict[str, Any
     calibration = calibration_section(metrics.get("calibration"))
     if calibration and calibration.get("figure") is not None:
         calibration["image"] = png(calibration.pop("figure"))
+    oos = oos_section(metrics.get("oos"))
+    if oos and oos.get("figure") is not None:
+        oos["image"] = png(oos.pop("figure"))
     return {
         "slices": slices,
         "worst_slice": slices["worst"] if slices else None,
         "calibration": calibration,
+        "oos": oos,
         "forgetting": forgetting_section(metrics.get("forgetting")),
         "errors": errors_section(metrics.get("errors")),
     }
@@ -105,6 +110,70 @@ def reliability_figure(bins: list[dict]) -> Figure:
                align="edge", color="#9ecae9", edgecolor="white")  # fmt: skip
     bottom.set(xlabel="confidence (top-class probability)", ylabel="rows")
     bottom.set_yscale("symlog")
+    return fig
+
+
+OOS_COLUMNS = ("auroc", "fpr_at_95_recall", "oos_recall", "oos_precision", "in_scope_answered",
+               "in_scope_accuracy_with_abstention", "in_scope_accuracy")  # fmt: skip
+
+
+def oos_section(doc: Any) -> dict | None:
+    """Every out-of-scope method of the tuned model and the probe on the same test rows (the
+    served one marked), and the served method's score distributions against its threshold."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("methods"), dict):
+        return None if not isinstance(doc, dict) or not doc.get("note") else {"note": doc["note"]}
+    base = (
+        (doc.get("baseline") or {}).get("methods") if isinstance(doc.get("baseline"), dict) else {}
+    )
+
+    def rows(methods: Any, model: str) -> list[dict]:
+        if not isinstance(methods, dict):
+            return []
+        return [
+            {
+                "model": model,
+                "method": name,
+                "served": model == "tuned" and name == doc.get("method"),
+                **{c: m.get(c) if _number(m.get(c)) else None for c in OOS_COLUMNS},
+            }  # fmt: skip
+            for name, m in methods.items()
+            if isinstance(m, dict)
+        ]
+
+    served = doc["methods"].get(doc.get("method")) or {}
+    hist = served.get("histogram") if isinstance(served, dict) else None
+    return {
+        "method": doc.get("method"),
+        "threshold": served.get("threshold"),
+        "threshold_from": doc.get("threshold_from"),
+        "coverage": doc.get("coverage"),
+        "rows": doc.get("rows") if isinstance(doc.get("rows"), dict) else {},
+        "table": rows(doc["methods"], "tuned") + rows(base, "linear probe"),
+        "figure": oos_figure(hist, doc.get("method"), served.get("threshold"))
+        if isinstance(hist, dict)
+        else None,
+        "note": doc.get("note"),
+    }
+
+
+def oos_figure(hist: dict, method: Any, threshold: Any) -> Figure | None:
+    """Test-row score histograms, in scope against out of scope, and the threshold."""
+    edges, ins = hist.get("edges"), hist.get("in_scope")
+    if not isinstance(edges, list) or not isinstance(ins, list) or len(edges) != len(ins) + 1:
+        return None
+    lefts, widths = edges[:-1], [b - a for a, b in zip(edges, edges[1:], strict=False)]
+    fig = Figure(figsize=(6.0, 3.2))
+    ax = fig.subplots()
+    ax.bar(lefts, ins, width=widths, align="edge", alpha=0.6, color="#4c78a8", label="in scope")
+    oos = hist.get("oos")
+    if isinstance(oos, list) and len(oos) == len(ins) and any(oos):
+        ax.bar(lefts, oos, width=widths, align="edge", alpha=0.6, color="#e45756",
+               label="out of scope")  # fmt: skip
+    if _number(threshold):
+        ax.axvline(threshold, color="#24292f", linestyle="--", label="threshold")
+    ax.set(xlabel=f"{method} score (higher = more out of scope)", ylabel="test rows")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
     return fig
 
 

@@ -26,6 +26,7 @@ SECTION_OF = {
     "slice-gap": ("slices", "Slices"),
     "forgetting": ("forgetting", "Forgetting"),
     "poor-calibration": ("calibration", "Calibration"),
+    "no-oos-check": ("oos", "Out of scope"),
     "overfitting": ("curves", "Learning curves"),
     "unstable-training": ("curves", "Learning curves"),
     "test-used-for-selection": ("config", "Resolved config"),

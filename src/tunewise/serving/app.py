@@ -28,7 +28,7 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field
 
 from tunewise.core.errors import InputError
-from tunewise.feedback.store import FeedbackStore, IdempotencyConflict
+from tunewise.feedback.store import OUT_OF_SCOPE, FeedbackStore, IdempotencyConflict
 from tunewise.serving.batching import MicroBatcher
 from tunewise.serving.metrics import Metrics
 from tunewise.serving.middleware import Arrivals, RequestMiddleware, queued
@@ -66,7 +66,9 @@ class FeedbackIn(BaseModel):
     text: str | None = None
     prediction: str | None = Field(None, max_length=200)
     verdict: Literal["correct", "incorrect"]
-    correction: str | None = Field(None, max_length=200, description="the right label")
+    correction: str | None = Field(
+        None, max_length=200, description=f"the right label, or '{OUT_OF_SCOPE}' for none"
+    )
     comment: str | None = Field(None, max_length=2000)
     user: str | None = Field(None, max_length=200)
 
@@ -118,6 +120,7 @@ class Service:
     def _predict_batch(self, items: list[tuple[str, int]]) -> list[dict]:
         top = max(k for _, k in items)
         out = self.predictor.predict([t for t, _ in items], top_k=top)
+        self.metrics.abstained(sum(1 for p in out if p.get("abstained")))
         return [{**p, "top_k": p["top_k"][:k]} for p, (_, k) in zip(out, items, strict=True)]
 
     def check_texts(self, one: str | None, many: list[str] | None, field: str) -> list[str]:
@@ -237,7 +240,8 @@ def _routes(app: FastAPI, svc: Service) -> None:
         rid = request.state.request_id
         queued(request.state, svc.arrivals)
         preds = await _gather(svc, texts, body.top_k)
-        svc.recent.put(rid, (texts[0], preds[0]["label"]))
+        said = OUT_OF_SCOPE if preds[0].get("abstained") else preds[0]["label"]
+        svc.recent.put(rid, (texts[0], said))  # "I don't know" is what the tester judges
         answer = (
             {"request_id": rid, **preds[0]}
             if body.text is not None
@@ -324,6 +328,8 @@ def _complete(svc: Service, body: FeedbackIn) -> dict:
         row["prediction"] = row["prediction"] or known[1]
     if not row["text"] and not row["request_id"]:
         raise HTTPException(422, "give the text or the request_id of the prediction")
-    if row["correction"] and svc.labels and row["correction"] not in svc.labels:
-        raise HTTPException(422, f"correction '{row['correction']}' is not one of the labels")
+    allowed = [*svc.labels, OUT_OF_SCOPE]
+    if row["correction"] and svc.labels and row["correction"] not in allowed:
+        fix = f"one of the labels, or '{OUT_OF_SCOPE}' when none fits"
+        raise HTTPException(422, f"correction '{row['correction']}' is not {fix}")
     return row

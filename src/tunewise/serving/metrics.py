@@ -48,6 +48,12 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.abstentions = Counter(
+            "tunewise_abstentions",
+            'predictions answered "I don\'t know" (out-of-scope score above the threshold)',
+            registry=self.registry,
+        )
+
     def observe(self, path: str, method: str, status: int, start: float) -> None:
         path = path if path in PATHS else "other"
         self.requests.labels(path, method, str(status)).inc()
@@ -55,6 +61,9 @@ class Metrics:
 
     def batch(self, size: int) -> None:
         self.batches.observe(size)
+
+    def abstained(self, count: int) -> None:
+        self.abstentions.inc(count)
 
     def feedback(self, verdict: str, created: bool) -> None:
         self.feedbacks.labels(verdict, str(created).lower()).inc()

@@ -6,10 +6,16 @@
     #   "top_k": [{"label": "lost_or_stolen_card", "score": 0.97}, ...]}]
 
 `backend="onnx"` hands over to `tunewise.serving.onnx_backend.OnnxPredictor` (same interface).
+
+With an out-of-scope detector (RUN_DIR/oos.json, written by `evaluate`; `oos_threshold`
+overrides its threshold) a text scoring above the threshold is answered "I don't know":
+`{"label": None, "abstained": True, "score": ..., "oos_score": 0.41, "oos_threshold": 0.3,
+"top_k": [...]}`; every prediction then carries `abstained`, `oos_score` and `oos_threshold`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 from typing import Any
@@ -17,9 +23,12 @@ from typing import Any
 import yaml
 
 from tunewise.core import rundir
+from tunewise.core.console import console
 from tunewise.core.device import autocast, bf16_supported
 from tunewise.core.errors import InputError, Problem
 from tunewise.data.encode import collate, encode, eval_batches
+from tunewise.evaluation.oos import Detector, load_detector
+from tunewise.models.features import head_inputs
 from tunewise.models.load import load_trained_classifier
 from tunewise.serving.onnx_backend import OnnxPredictor
 
@@ -65,11 +74,12 @@ class TorchClassifier:
 
     SUB_BATCH = 16  # a micro-batch of 32 in two sorted halves: 1.2x the texts/s of one pass
 
-    def __init__(self, run_dir: Path, cfg: dict[str, Any]):
+    def __init__(self, run_dir: Path, cfg: dict[str, Any], oos_threshold: float | None = None):
         from transformers import AutoTokenizer
 
         folder = Path(run_dir) / rundir.MODEL
         trust = _trust(cfg)
+        self.detector = detector(Path(run_dir), oos_threshold)
         self.tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust)
         self.model = load_trained_classifier(folder, trust).eval()
         n = self.model.config.num_labels
@@ -85,23 +95,63 @@ class TorchClassifier:
         if not texts:
             return []
         data = encode(self.tokenizer, texts, None, self.max_length)
-        probs = torch.empty(len(texts), len(self.labels))
-        with torch.inference_mode(), autocast(self.model, self.bf16):
+        logits = torch.empty(len(texts), len(self.labels))
+        det = self.detector
+        features: torch.Tensor | None = None
+        hook = head_inputs(self.model) if det and det.needs_features else contextlib.nullcontext()
+        with torch.inference_mode(), autocast(self.model, self.bf16), hook as captured:
             for rows in eval_batches(data.lengths(), self.SUB_BATCH):
                 batch = collate(data, rows)
                 out = self.model(
                     input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
                 )
-                probs[rows] = torch.softmax(out.logits.float(), dim=-1)
+                logits[rows] = out.logits.float()
+                if captured is not None:
+                    vectors = captured.pop()
+                    if features is None:
+                        features = torch.empty(len(texts), vectors.shape[-1])
+                    features[rows] = vectors
+        probs = torch.softmax(logits, dim=-1)
         k = max(1, min(top_k, len(self.labels)))
         scores, ids = probs.topk(k, dim=-1)
         pairs = zip(scores.tolist(), ids.tolist(), strict=True)
-        return [_prediction(self.labels, s, i) for s, i in pairs]
+        preds = [_prediction(self.labels, s, i) for s, i in pairs]
+        if det is None:
+            return preds
+        feats = features.double().numpy() if features is not None else None
+        oos_scores = det.score(logits.double().numpy(), feats)
+        return [abstain(p, float(x), det.threshold) for p, x in zip(preds, oos_scores, strict=True)]
 
 
 def _prediction(labels: list[str], scores: list[float], ids: list[int]) -> dict:
     top = [{"label": labels[i], "score": float(s)} for s, i in zip(scores, ids, strict=True)]
     return {"label": top[0]["label"], "score": top[0]["score"], "top_k": top}
+
+
+def detector(run_dir: Path, threshold: float | None = None) -> Detector | None:
+    """The run's out-of-scope detector, its threshold replaced by `threshold` when given; with
+    no oos.json, a given threshold applies to the msp score (1 − top probability)."""
+    found = load_detector(run_dir)
+    if found is None and threshold is None:
+        return None
+    det = found[0] if found is not None else Detector("msp")
+    if threshold is not None:
+        det.threshold = threshold
+    console.log(f"out of scope: {det.method} score above {det.threshold:.4g} abstains")
+    return det
+
+
+def abstain(prediction: dict, oos_score: float, threshold: float) -> dict:
+    """The prediction with its out-of-scope score; "I don't know" (label None) above threshold."""
+    out = {
+        **prediction,
+        "abstained": oos_score > threshold,
+        "oos_score": oos_score,
+        "oos_threshold": threshold,
+    }
+    if out["abstained"]:
+        out["label"] = None
+    return out
 
 
 class TorchGenerator:
@@ -176,12 +226,18 @@ def _count(row, gen: TorchGenerator) -> int:
     return int((row != pad).sum()) if pad is not None else len(row)
 
 
-def load_predictor(run_dir: Path, backend: str = "torch", threads: int | None = None) -> Any:
+def load_predictor(
+    run_dir: Path,
+    backend: str = "torch",
+    threads: int | None = None,
+    oos_threshold: float | None = None,
+) -> Any:
     """The serving model of a run: `predict(texts, top_k)` and `labels` for classifiers,
     `generate(prompts, max_new_tokens)` for causal LMs. Checks the run before loading weights.
 
     `threads` caps intra-op threads (torch and ONNX Runtime); on a busy machine one thread per
-    server often beats two that wait on each other."""
+    server often beats two that wait on each other. `oos_threshold` overrides the threshold of
+    the run's out-of-scope detector (see the module docstring)."""
     import torch
 
     task, cfg = run_task(Path(run_dir))
@@ -196,5 +252,10 @@ def load_predictor(run_dir: Path, backend: str = "torch", threads: int | None = 
             )
         return TorchGenerator(Path(run_dir), cfg)
     if backend == "onnx":
+        if (Path(run_dir) / rundir.OOS).is_file() or oos_threshold is not None:
+            console.log(
+                "[yellow]warning:[/] the ONNX backend does not apply the out-of-scope detector "
+                "yet: every text gets a label; serve with --backend torch to abstain"
+            )
         return OnnxPredictor(Path(run_dir), threads=threads) if threads else OnnxPredictor(run_dir)
-    return TorchClassifier(Path(run_dir), cfg)
+    return TorchClassifier(Path(run_dir), cfg, oos_threshold)

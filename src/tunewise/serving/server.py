@@ -66,12 +66,13 @@ def build_app(
     token: str | None = None,
     limits: Limits | None = None,
     threads: int | None = None,
+    oos_threshold: float | None = None,
 ):
     """The app for a run: its predictor and its feedback store (default RUN_DIR/feedback.db)."""
 
     run_task(Path(run_dir))  # a bad run directory fails before the store is created
     store = open_store(feedback_db, Path(run_dir))
-    predictor = load_predictor(Path(run_dir), backend, threads)
+    predictor = load_predictor(Path(run_dir), backend, threads, oos_threshold)
     return create_app(predictor, store, limits, token, about=describe_run(Path(run_dir)))
 
 
@@ -84,12 +85,13 @@ def serve(
     api_token: str | None = None,
     limits: Limits | None = None,
     threads: int | None = None,
+    oos_threshold: float | None = None,
 ) -> None:
     """Serve RUN_DIR's model until interrupted; see the module docstring."""
     import uvicorn
 
     token = check_access(host, port, api_token)
-    app = build_app(Path(run_dir), feedback_db, backend, token, limits, threads)
+    app = build_app(Path(run_dir), feedback_db, backend, token, limits, threads, oos_threshold)
     print(f"serving {run_dir} on http://{host}:{port}/ (docs: /docs, metrics: /metrics)")
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 

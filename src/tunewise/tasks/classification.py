@@ -30,8 +30,8 @@ from tunewise.data import curate
 from tunewise.data.encode import encode
 from tunewise.data.load import COLUMN_FLAGS, Examples, read_examples, write_examples
 from tunewise.data.split import stratified_sample
-from tunewise.data.validate import Splits, load_splits
-from tunewise.evaluation import analyses, summary
+from tunewise.data.validate import Splits, load_splits, split_out_oos
+from tunewise.evaluation import analyses, oos_eval, summary
 from tunewise.evaluation import baseline as base
 from tunewise.evaluation.metrics import classification_metrics
 from tunewise.evaluation.predict import predict_top
@@ -47,8 +47,9 @@ RESUMABLE = True  # `train --resume` continues exactly (tests/test_resume.py)
 
 
 def load_data(cfg: RunConfig) -> Splits:
-    """train, validation and test; without data.test a seeded stratified share is held out."""
-    return load_splits(cfg.data, cfg.seed, hold_out_test=True)
+    """train, validation and test; without data.test a seeded stratified share is held out.
+    Rows labelled eval.oos.label go to `splits.oos` (out-of-scope examples, never a class)."""
+    return load_splits(cfg.data, cfg.seed, hold_out_test=True, oos_label=cfg.eval.oos_label())
 
 
 def audit(cfg: RunConfig, splits: Splits, run_dir: Path) -> list[Finding]:
@@ -71,6 +72,7 @@ def _held_out(cfg: RunConfig, splits: Splits, run_dir: Path | None) -> tuple[Run
     `evaluate`, a re-run and `refine` see exactly this split."""
     assert splits.test is not None
     d = cfg.data
+    cols = (d.text_col, d.label_col)
     folder = (run_dir or cfg.run_dir()) / rundir.DATA
     train_path, test_path = str(folder / "train.csv"), str(folder / "test.csv")
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(d, train=train_path, test=test_path))
@@ -78,9 +80,12 @@ def _held_out(cfg: RunConfig, splits: Splits, run_dir: Path | None) -> tuple[Run
     splits = dataclasses.replace(splits, test=test)
     if run_dir is None:
         return cfg, splits
-    rest = splits.train if d.validation else curate.concat(splits.train, splits.validation)
-    write_examples(Path(train_path), rest, d.text_col, d.label_col)
-    write_examples(Path(test_path), test, d.text_col, d.label_col)
+    oos = splits.oos  # out-of-scope examples go back into the files they came from
+    rest = [splits.train, oos.get("train")]
+    if not d.validation:
+        rest += [splits.validation, oos.get("validation")]
+    write_examples(Path(train_path), curate.concat_all(rest), *cols)
+    write_examples(Path(test_path), curate.concat_all([test, oos.get("test")]), *cols)
     rundir.dump_config(cfg, run_dir / rundir.CONFIG)
     console.log(
         f"[yellow]warning:[/] no test set given (data.test): held out a seeded stratified "
@@ -112,9 +117,10 @@ def baseline(cfg: RunConfig, splits: Splits, run_dir: Path) -> dict:
         label_emb = embed(encoder, label_data, batch, bf16, advance)
     y = {name: np.array(splits.ids(ex)) for name, ex in parts.items()}
     zero = base.zero_shot(emb["test"], label_emb)
-    probe, c = base.linear_probe(
-        emb["train"], y["train"], emb["validation"], y["validation"], emb["test"], cfg.seed
+    probe_model, c = base.fit_probe(
+        emb["train"], y["train"], emb["validation"], y["validation"], cfg.seed
     )
+    probe = probe_model.predict(emb["test"])
     n = len(splits.labels)
     result: dict[str, Any] = {
         "test_size": len(splits.test),
@@ -127,12 +133,27 @@ def baseline(cfg: RunConfig, splits: Splits, run_dir: Path) -> dict:
             "predictions": probe.tolist(),
             "C": c,
             "metrics": classification_metrics(y["test"], probe, n),
+            "oos": _probe_oos(cfg, splits, probe_model, emb, y, tokenizer, encoder, bf16),
         },
     }
     (run_dir / rundir.BASELINE).write_text(json.dumps(result))
     for name in ("zero_shot", "linear_probe"):
         console.log(f"baseline {name}: accuracy {result[name]['metrics']['accuracy']:.4f}")
     return result
+
+
+def _probe_oos(cfg, splits, probe, emb, y, tokenizer, encoder, bf16) -> dict | None:
+    """Out-of-scope scores of the linear probe (evaluation/oos_eval.py), on the same rows."""
+    if cfg.eval.oos is None:
+        return None
+    m, batch = cfg.model, cfg.eval.batch_size
+    parts = {"threshold": oos_eval.threshold_examples(splits), "test": splits.oos.get("test")}
+    oos_emb = {
+        name: embed(encoder, encode(tokenizer, ex.texts, None, m.max_length), batch, bf16)
+        for name, ex in parts.items()
+        if ex is not None and len(ex)
+    }
+    return oos_eval.probe_oos(cfg, probe, emb, y, oos_emb)
 
 
 def train(cfg: RunConfig, splits: Splits, run_dir: Path, resume_from: Path | None = None) -> dict:
@@ -169,6 +190,7 @@ def evaluate(
     test = curate.prepare_text(cfg, _read_labelled(path, cfg, labels, columns, data is not None))
     if data is None and cfg.data.max_rows is not None:  # the seeded sample the baseline scored
         test = stratified_sample(test, cfg.data.max_rows, cfg.seed)
+    test, test_oos = split_out_oos(test, cfg.eval.oos_label())
     y = np.array([labels.index(t) for t in test.labels])
     bf16 = uses_bf16(cfg.train.precision, model)
     fitted = analyses.validation_temperature(cfg, model, tokenizer, labels, bf16)
@@ -193,6 +215,13 @@ def evaluate(
         if forgetting
         else _measured_forgetting(run_dir)
     )
+    detector_dir = run_dir if data is None else None  # the run's own test set: serve's detector
+    temperature = analyses.temperature_of(fitted)
+    found = oos_eval.tuned_oos(
+        cfg, model, tokenizer, bf16, temperature, labels, test, test_oos, detector_dir
+    )
+    if found is not None:
+        metrics["oos"] = {**found, "baseline": _baseline_oos(run_dir, metrics)}
     name = rundir.METRICS if data is None else f"metrics-{Path(path).stem}.json"
     (run_dir / name).write_text(json.dumps(metrics, indent=1))
     page = run_dir / rundir.REPORT  # `run` and `tunewise evaluate` write it after the doctor
@@ -205,6 +234,15 @@ def evaluate(
 
 
 Columns = tuple[str | None, str | None]
+
+
+def _baseline_oos(run_dir: Path, metrics: dict) -> dict | None:
+    """The linear probe's out-of-scope section from baseline.json, when it scored these rows."""
+    saved = run_dir / rundir.BASELINE
+    doc = json.loads(saved.read_text()) if saved.exists() else {}
+    if doc.get("test_size") != metrics["test_size"] or "baselines" not in metrics:
+        return None
+    return (doc.get("linear_probe") or {}).get("oos")
 
 
 def _measured_forgetting(run_dir: Path) -> dict[str, Any]:
@@ -233,7 +271,9 @@ def _read_labelled(
         keep=cfg.eval.slice_cols,
         flags=COLUMN_FLAGS if flags else None,
     )
-    problems += unknown_labels(path, ex, labels, label_col, flags)
+    oos_label = cfg.eval.oos_label()  # out-of-scope rows are split out after
+    known = [*labels, oos_label] if oos_label else labels
+    problems += unknown_labels(path, ex, known, label_col, flags)
     if problems:
         raise InputError(problems)
     return ex

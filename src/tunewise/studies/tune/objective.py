@@ -41,7 +41,8 @@ class TrialData:
         without one, the share `run` holds out as test is held out here too, and dropped."""
         out_dir.mkdir(parents=True, exist_ok=True)
         given = dataclasses.replace(cfg.data, test=None)
-        splits = load_splits(given, cfg.seed, hold_out_test=not cfg.data.test)
+        held_out = not cfg.data.test
+        splits = load_splits(given, cfg.seed, held_out, oos_label=cfg.eval.oos_label())
         splits = curate.prepare_splits(cfg, dataclasses.replace(splits, test=None), out_dir)
         return cls(splits)
 
