@@ -271,28 +271,33 @@ def _read_labelled(
         keep=cfg.eval.slice_cols,
         flags=COLUMN_FLAGS if flags else None,
     )
-    oos_label = cfg.eval.oos_label()  # out-of-scope rows are split out after
-    known = [*labels, oos_label] if oos_label else labels
-    problems += unknown_labels(path, ex, known, label_col, flags)
+    oos_label = cfg.eval.oos_label()  # out-of-scope rows are split out after, never a class
+    problems += unknown_labels(path, ex, labels, label_col, flags, also=oos_label)
     if problems:
         raise InputError(problems)
     return ex
 
 
 def unknown_labels(
-    path: str, ex: Examples, labels: list[str], label_col: str, flags: bool = True
+    path: str,
+    ex: Examples,
+    labels: list[str],
+    label_col: str,
+    flags: bool = True,
+    also: str | None = None,
 ) -> list[Problem]:
     """One problem for all rows whose label the model was not trained on, not one per row:
-    none known is most often the wrong column or another label set; some unknown, new classes."""
+    none known is most often the wrong column or another label set; some unknown, new classes.
+    `also` is a label that is fine though not a class (the out-of-scope examples' label)."""
     known = set(labels)
-    unknown = Counter(lab for lab in ex.labels if lab not in known)
+    unknown = Counter(lab for lab in ex.labels if lab not in known and lab != also)
     if not unknown:
         return []
     ours = ", ".join(f"'{lab}'" for lab in sorted(known)[:3]) + (", ..." if len(known) > 3 else "")
     theirs = ", ".join(f"'{lab}' ({n})" for lab, n in unknown.most_common(5))
     theirs += f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
     column = "--label-col" if flags else "data.label_col"
-    if len(unknown) == len(set(ex.labels)):
+    if len(unknown) == len(set(ex.labels) - {also}):
         message = (
             f"none of your {len(unknown)} labels are among the model's {len(known)}: {theirs}; "
             f"the model knows {ours}"
@@ -302,7 +307,7 @@ def unknown_labels(
         )
         return [Problem(path, None, label_col, message, fix)]
     rows = sum(unknown.values())
-    lines = [line for line, lab in zip(ex.lines, ex.labels, strict=True) if lab not in known]
+    lines = [line for line, lab in zip(ex.lines, ex.labels, strict=True) if lab in unknown]
     message = (
         f"{rows} rows have labels the model does not know: {theirs} "
         f"(lines {', '.join(map(str, lines[:5]))}{', ...' if rows > 5 else ''})"
