@@ -96,8 +96,10 @@ class Checkpoints:
         """Write the state after step `state.step` atomically, then prune; once per step.
 
         `parts` holds model, optimizer, scheduler and scaler; `window` the training loss summed
-        since the last log line and its count. A failed save warns and keeps the previous
-        checkpoints: training goes on, and the next save may succeed.
+        since the last log line and its count. A failed save of any kind (OSError, a
+        SafetensorError, any Exception from the writer) warns, removes its `.tmp-` folder and
+        keeps the previous checkpoints: training goes on, and the next save may succeed.
+        KeyboardInterrupt and SystemExit are not failed saves and still stop the run.
         """
         folder = self.root / f"{PREFIX}{state.step:08d}"
         if not self.writer or folder == self.last_:
@@ -113,8 +115,9 @@ class Checkpoints:
         started = time.perf_counter()
         try:
             write_checkpoint(folder, parts, record)
-        except OSError as exc:
-            console.log(f"[yellow]checkpoint at step {state.step} failed ({exc}); kept the last")
+        except Exception as exc:  # disk full, permission, SafetensorError: never end the run
+            console.log(f"[yellow]checkpoint at step {state.step} failed "
+                        f"({type(exc).__name__}: {exc}); kept the last")  # fmt: skip
             clean_temporary(self.root)
             return self.last_
         self.last_ = folder
