@@ -267,17 +267,22 @@ def latest_valid(root: Path, say: Callable[[str], None] = console.log) -> Path |
     return None
 
 
-def resume_point(cfg: Any, resume: str | Path | None) -> tuple[Any, Path | None]:
+def resume_point(
+    cfg: Any, resume: str | Path | None, writer: bool = True
+) -> tuple[Any, Path | None]:
     """The config to train with and the checkpoint to resume from, checked before models load.
 
     `resume` is a run directory or "auto" (this config's run directory; a fresh start when it
     holds no valid checkpoint). `check_resumable` then checks the checkpoint's config hash.
+    The writer locks the run directory first: no other process may be saving into it.
     """
     if resume is None:
         return cfg, None
     if str(resume) != "auto":
         run_dir = Path(resume)
         cfg = dataclasses.replace(cfg, output_dir=str(run_dir.parent), name=run_dir.name)
+    if writer and cfg.run_dir().is_dir():
+        rundir.lock(cfg.run_dir())
     folder = latest_valid(cfg.run_dir() / rundir.CHECKPOINTS)
     if folder is None:
         if str(resume) == "auto":
