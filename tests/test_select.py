@@ -60,11 +60,14 @@ def sharpen(model_dir):
     import torch
     from transformers import AutoModelForSequenceClassification
 
+    from tunewise.models.integrity import write_manifest
+
     model = AutoModelForSequenceClassification.from_pretrained(model_dir)
     torch.manual_seed(0)
     with torch.no_grad():
         model.classifier.weight.normal_(0.0, 3.0)
     model.save_pretrained(model_dir)
+    write_manifest(model_dir)  # weights changed on purpose: record them as the run's own
 
 
 def model_uncertainty(run_dir, texts):

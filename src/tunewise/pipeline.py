@@ -63,9 +63,9 @@ def train(config: Config = None, overrides: Sequence[str] = (), resume: str | Pa
     if resume is not None and not task.RESUMABLE:
         fix = "start the run again without --resume (exact resume covers classification so far)"
         raise InputError([Problem("command line", None, "--resume", "not supported here", fix)])
-    cfg, resume_from = checkpoint.resume_point(cfg, resume)
-    data = task.load_data(cfg)
     writer = distributed.is_main()  # under DDP one process writes; all prepare the same rows
+    cfg, resume_from = checkpoint.resume_point(cfg, resume, writer)
+    data = task.load_data(cfg)
     run_dir = rundir.start_run(cfg) if writer and resume_from is None else cfg.run_dir()
     cfg, data = task.prepare(cfg, data, run_dir if writer else None)
     if resume_from is not None:

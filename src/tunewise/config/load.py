@@ -323,10 +323,19 @@ def _check_rules(f: dataclasses.Field, value: Any, path: str, ctx: _Context) -> 
         ctx.add(
             path, f"{value!r} is not a valid choice", f"use one of: {', '.join(choices)}{guess}"
         )
+    if rules.get("inside") and str(value).strip() and not _stays_inside(str(value)):
+        fix = "use a plain folder name such as banking77 (no '..', '.' or leading '/')"
+        ctx.add(path, f"{value!r} would put the run outside output_dir", fix)
     bounds = [(op, sym, rules[key]) for key, (op, sym) in _BOUNDS.items() if key in rules]
     if any(not op(value, limit) for op, _, limit in bounds):
         allowed = " and ".join(f"{sym} {limit}" for _, sym, limit in bounds)
         ctx.add(path, f"must be {allowed}, got {value}", f"use a value {allowed}, e.g. {f.default}")
+
+
+def _stays_inside(name: str) -> bool:
+    """Whether folder `name`, joined to any parent, is a folder strictly below it."""
+    parts = Path(name).parts
+    return not Path(name).is_absolute() and ".." not in parts and bool(parts)
 
 
 def _join(prefix: str, key: str) -> str:

@@ -61,7 +61,8 @@ class ConfigError(InputError):
 
 
 def _f(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, **rules: Any):
-    """A field carrying the loader's checks as metadata: choices, ge/gt/le/lt bounds, required."""
+    """A field carrying the loader's checks as metadata: choices, ge/gt/le/lt bounds, required,
+    inside (a relative path that stays inside its parent folder)."""
     return field(default=default, default_factory=factory, metadata=rules)
 
 
@@ -333,7 +334,7 @@ class RunConfig:
     """One run: the task, where its outputs go, and every section."""
 
     task: str = _f("classification", choices=TASKS)
-    name: str = _f("run", required=True)
+    name: str = _f("run", required=True, inside=True)  # a folder inside output_dir
     output_dir: str = _f("runs", required=True)
     seed: int = 13
     data: DataConfig = _f(factory=DataConfig)

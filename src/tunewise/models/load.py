@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import shutil
 from pathlib import Path
 
 from tunewise.core.console import console
 from tunewise.core.errors import InputError, Problem
+from tunewise.models import integrity, portable
 from tunewise.models import pooling as pool
-from tunewise.models import portable
 from tunewise.models.dropout import set_dropout
 from tunewise.models.pooling import trained_pooling
 
@@ -264,13 +265,41 @@ def load_trained_classifier(folder: str | Path, trust_remote_code: bool = False)
 
     A portable mean-pooled file comes back as the native mean-pooled model (exact; its graph is
     for transformers users and is exact only in fp32); an older `tunewise_mean_bert` folder and a
-    [CLS]-pooled standard model load through the Auto classes. Safetensors only.
+    [CLS]-pooled standard model load through the Auto classes. Safetensors only. A folder that
+    differs from its manifest, needs remote code not allowed, does not load or holds NaN or
+    infinite weights is refused with an InputError naming the file (models/integrity.py).
     """
+    from safetensors import SafetensorError
     from transformers import AutoModelForSequenceClassification
 
     folder = Path(folder)
-    if portable.is_portable(folder):
-        return portable.load_native(folder)
-    return AutoModelForSequenceClassification.from_pretrained(
-        folder, use_safetensors=True, trust_remote_code=trust_remote_code
-    ).eval()
+    integrity.verify_manifest(folder)
+    _refuse_remote_code(folder, trust_remote_code)
+    try:
+        if portable.is_portable(folder):
+            model = portable.load_native(folder)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                folder, use_safetensors=True, trust_remote_code=trust_remote_code
+            )
+    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        message = f"does not load ({type(exc).__name__}: {first[:300]})"
+        fix = "retrain the run, or restore model/ from a backup or checkpoint"
+        raise InputError([Problem(str(folder), None, "model", message, fix)]) from None
+    integrity.check_finite(model, folder)
+    return model.eval()
+
+
+def _refuse_remote_code(folder: Path, trust_remote_code: bool) -> None:
+    """A config.json that maps to code in the folder (`auto_map`) runs it only when trusted."""
+    path = folder / "config.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except ValueError as exc:
+        problem = Problem(str(path), None, "config.json", f"not JSON ({exc})", "retrain the run")
+        raise InputError([problem]) from None
+    if isinstance(doc, dict) and doc.get("auto_map") and not trust_remote_code:
+        message = "needs code from the model folder (auto_map), which tunewise does not run"
+        fix = "set model.trust_remote_code: true in the run's config.yaml if you trust that code"
+        raise InputError([Problem(str(path), None, "auto_map", message, fix)])

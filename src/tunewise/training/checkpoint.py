@@ -96,8 +96,10 @@ class Checkpoints:
         """Write the state after step `state.step` atomically, then prune; once per step.
 
         `parts` holds model, optimizer, scheduler and scaler; `window` the training loss summed
-        since the last log line and its count. A failed save warns and keeps the previous
-        checkpoints: training goes on, and the next save may succeed.
+        since the last log line and its count. A failed save of any kind (OSError, a
+        SafetensorError, any Exception from the writer) warns, removes its `.tmp-` folder and
+        keeps the previous checkpoints: training goes on, and the next save may succeed.
+        KeyboardInterrupt and SystemExit are not failed saves and still stop the run.
         """
         folder = self.root / f"{PREFIX}{state.step:08d}"
         if not self.writer or folder == self.last_:
@@ -113,8 +115,9 @@ class Checkpoints:
         started = time.perf_counter()
         try:
             write_checkpoint(folder, parts, record)
-        except OSError as exc:
-            console.log(f"[yellow]checkpoint at step {state.step} failed ({exc}); kept the last")
+        except Exception as exc:  # disk full, permission, SafetensorError: never end the run
+            console.log(f"[yellow]checkpoint at step {state.step} failed "
+                        f"({type(exc).__name__}: {exc}); kept the last")  # fmt: skip
             clean_temporary(self.root)
             return self.last_
         self.last_ = folder
@@ -264,17 +267,22 @@ def latest_valid(root: Path, say: Callable[[str], None] = console.log) -> Path |
     return None
 
 
-def resume_point(cfg: Any, resume: str | Path | None) -> tuple[Any, Path | None]:
+def resume_point(
+    cfg: Any, resume: str | Path | None, writer: bool = True
+) -> tuple[Any, Path | None]:
     """The config to train with and the checkpoint to resume from, checked before models load.
 
     `resume` is a run directory or "auto" (this config's run directory; a fresh start when it
     holds no valid checkpoint). `check_resumable` then checks the checkpoint's config hash.
+    The writer locks the run directory first: no other process may be saving into it.
     """
     if resume is None:
         return cfg, None
     if str(resume) != "auto":
         run_dir = Path(resume)
         cfg = dataclasses.replace(cfg, output_dir=str(run_dir.parent), name=run_dir.name)
+    if writer and cfg.run_dir().is_dir():
+        rundir.lock(cfg.run_dir())
     folder = latest_valid(cfg.run_dir() / rundir.CHECKPOINTS)
     if folder is None:
         if str(resume) == "auto":

@@ -29,6 +29,7 @@ from tunewise.models import load as models
 from tunewise.models.adapt import adapt
 from tunewise.models.dropout import dropout_of
 from tunewise.models.head_init import init_head_from_probe
+from tunewise.models.integrity import write_manifest
 from tunewise.models.lora import is_peft, save_adapter_and_merge
 from tunewise.training.averaging import (
     CheckpointAverage,
@@ -162,6 +163,7 @@ def save_trained(model: Any, tokenizer: Any, run_dir: Path) -> nn.Module:
         tokenizer.save_pretrained(run_dir / rundir.ADAPTER)
     models.save_classifier(model, run_dir / rundir.MODEL)  # transformers alone loads it
     tokenizer.save_pretrained(run_dir / rundir.MODEL)
+    write_manifest(run_dir / rundir.MODEL)  # evaluate and serve check the files against it
     return model
 
 

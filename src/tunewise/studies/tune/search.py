@@ -63,6 +63,8 @@ def search(
     _check_task(cfg)
     origin = str(config) if isinstance(config, str | Path) else "config"
     params = space.parse_space(cfg.tune.space or space.default_space(cfg), cfg.to_dict(), origin)
+    if not worker:  # workers share tune/ with the process that started them
+        rundir.lock(cfg.run_dir())
     tune_dir = cfg.run_dir() / rundir.TUNE
     tune_dir.mkdir(parents=True, exist_ok=True)
     t = cfg.tune

@@ -31,6 +31,7 @@ from tunewise.core.findings import Finding, write_findings
 from tunewise.data.columns import refuse_columns
 from tunewise.data.pii import PIIDetector, pii_counts
 from tunewise.data.split import sample_rows
+from tunewise.models.integrity import write_manifest
 from tunewise.report.sft_html import write_sft_report
 from tunewise.tasks.causal_lm.adapt import adapt_causal_lm, quantization_config
 from tunewise.tasks.causal_lm.canary import make_canaries, plant
@@ -245,6 +246,7 @@ def train_sft(cfg: RunConfig, splits: dict[str, Any], run_dir: Path, tokenizer, 
     merged: Any = recipe.save_trained(model, tokenizer, run_dir)
     merged.generation_config.pad_token_id = tokenizer.pad_token_id
     merged.generation_config.save_pretrained(run_dir / rundir.MODEL)
+    write_manifest(run_dir / rundir.MODEL)  # again: generation_config.json changed
     summary = {
         "parameters": params,
         "data": {
