@@ -86,18 +86,23 @@ def banking_rows(split: str) -> list[dict[str, str]]:
         return [{"text": r["text"], "category": r["category"]} for r in csv.DictReader(f)]
 
 
-def trec_rows(split: str) -> list[dict[str, str]]:
-    """TREC's `COARSE:fine question` lines as text/category rows (6 coarse types)."""
+def trec_rows(split: str, fine: bool = False) -> list[dict[str, str]]:
+    """TREC's `COARSE:fine question` lines as text/category rows: the 6 coarse types, or with
+    `fine` the whole `COARSE:fine` label (50 classes, 4 to 962 training rows each)."""
     lines = (DATA / "trec" / f"{split}.txt").read_text(encoding="latin-1").splitlines()
     out = []
     for line in lines:
         label, _, text = line.partition(" ")
-        out.append({"text": text.strip(), "category": label.split(":")[0]})
+        out.append({"text": text.strip(), "category": label if fine else label.split(":")[0]})
     return out
 
 
 def k_shot(rows: list[dict[str, str]], k: int, seed: int) -> tuple[list, list]:
-    """k rows per class for training and k other rows per class for validation (seeded)."""
+    """k rows per class for training and k other rows per class for validation (seeded).
+
+    A class with n < 2k rows keeps min(n, k) for training and the n - k left (if any) for
+    validation, so a class of k rows or fewer trains on all of them and validates on none.
+    """
     by: dict[str, list] = defaultdict(list)
     for r in rows:
         by[r["category"]].append(r)
