@@ -11,6 +11,8 @@ import codecs
 import csv
 import json
 import math
+import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,6 +166,13 @@ class _Rows:
     def check_columns(self, found: Iterable[str], line: int | None) -> bool:
         """Report required columns missing from `found`, suggesting the closest existing name."""
         found = [str(name) for name in found]
+        for name, count in Counter(found).items():
+            if count > 1:
+                places = ", ".join(str(i + 1) for i, col in enumerate(found) if col == name)
+                message = f"column '{name}' appears {count} times in the header (columns {places})"
+                self.problem(line, name, message, "rename or delete all but one of them")
+        if len(set(found)) < len(found):
+            return False  # which of them is meant? never guess
         if self.every_column:
             self.text_col = self.label_col = found[0] if found else ""
             self.has_labels, self.examples.meta = False, {col: [] for col in found}
@@ -223,6 +232,10 @@ class _Rows:
             got = type(value).__name__
             self.problem(line, self.text_col, f"text must be a string, got {got}", "quote it")
             return None
+        broken = broken_character(value)
+        if broken:
+            self.problem(line, self.text_col, f"text has {broken}", FIX_CHARACTER)
+            return None
         return value.strip()
 
     def _label(self, line: int, value: Any) -> str | None:
@@ -243,6 +256,22 @@ class _Rows:
         if isinstance(value, float) and value.is_integer():
             value = int(value)  # ids read back as floats (e.g. via pandas with NaNs) match ints
         return str(value).strip()
+
+
+BROKEN = re.compile("[\x00\ud800-\udfff]")
+FIX_CHARACTER = "remove the character or fix how the file was exported (UTF-8 text)"
+
+
+def broken_character(text: str) -> str | None:
+    """What makes a text unusable as input: a NUL byte or a lone surrogate (not valid
+    Unicode: the tokenizer and every UTF-8 writer fail on it), with its position."""
+    found = BROKEN.search(text)
+    if found is None:
+        return None
+    ch, at = found.group(), found.start() + 1
+    if ch == "\x00":
+        return f"a NUL byte (\\x00) at character {at}"
+    return f"a lone surrogate (\\u{ord(ch):04x}, invalid Unicode) at character {at}"
 
 
 def _is_blank(value: Any) -> bool:
