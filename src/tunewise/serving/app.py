@@ -28,6 +28,7 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field
 
 from tunewise.core.errors import InputError
+from tunewise.data.load import FIX_CHARACTER, broken_character
 from tunewise.feedback.store import OUT_OF_SCOPE, FeedbackStore, IdempotencyConflict
 from tunewise.serving.batching import MicroBatcher
 from tunewise.serving.metrics import Metrics
@@ -132,6 +133,8 @@ class Service:
         for i, t in enumerate(texts):
             if not t.strip():
                 raise HTTPException(422, f"{field} {i} is empty")
+            if broken := broken_character(t):  # the tokenizer would fail on it, in a batch
+                raise HTTPException(422, f"{field} {i} has {broken}; {FIX_CHARACTER}")
             if len(t) > self.limits.max_text_chars:
                 raise HTTPException(
                     413,
@@ -328,6 +331,8 @@ def _complete(svc: Service, body: FeedbackIn) -> dict:
         row["prediction"] = row["prediction"] or known[1]
     if not row["text"] and not row["request_id"]:
         raise HTTPException(422, "give the text or the request_id of the prediction")
+    if row["text"] and (broken := broken_character(row["text"])):  # as /predict checks it
+        raise HTTPException(422, f"text has {broken}; {FIX_CHARACTER}")
     allowed = [*svc.labels, OUT_OF_SCOPE]
     if row["correction"] and svc.labels and row["correction"] not in allowed:
         fix = f"one of the labels, or '{OUT_OF_SCOPE}' when none fits"

@@ -86,15 +86,31 @@ class MicroBatcher:
                 results = await loop.run_in_executor(
                     self.executor, self.fn, [item for item, _ in live]
                 )
-            except Exception as exc:  # every waiter learns of the failure
-                for _, fut in live:
-                    if not fut.done():
-                        fut.set_exception(exc)
+            except Exception as exc:
+                if len(live) == 1:
+                    _settle(live[0][1], exc=exc)
+                    continue
+                # one bad item must not fail the others: each alone, its own answer or error
+                for item, fut in live:
+                    try:
+                        [result] = await loop.run_in_executor(self.executor, self.fn, [item])
+                    except Exception as one:
+                        _settle(fut, exc=one)
+                    else:
+                        _settle(fut, result)
                 continue
             for (_, fut), result in zip(live, results, strict=True):
-                if not fut.done():
-                    fut.set_result(result)
+                _settle(fut, result)
 
     async def run(self, fn: Callable[[], Any]) -> Any:
         """Run `fn` on the inference thread, outside any batch (text generation)."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
+
+
+def _settle(fut: asyncio.Future, result: Any = None, exc: Exception | None = None) -> None:
+    if fut.done():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
