@@ -150,6 +150,21 @@ def _serve(a: argparse.Namespace) -> None:
 # --- arguments ------------------------------------------------------------------------------
 
 
+def _at_least(kind: Callable[[str], Any], least: float) -> Callable[[str], Any]:
+    """An argparse type: `kind(text)`, refused below `least` (or NaN) at start-up, before
+    any model loads: `--max-batch 0` is a usage error, not a server that never answers."""
+
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if not value >= least:
+            bound = f"{least:g} or more" if least > float("-inf") else "a number"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names it in "invalid int value"
+    return parse
+
+
 def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="YAML config file")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=3e-5")
@@ -163,7 +178,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     _config_args(p)
     p.add_argument(
         "--nproc",
-        type=int,
+        type=_at_least(int, 1),
         default=1,
         help="data-parallel processes on this machine (DDP through Accelerate: gloo "
         "on CPU, NCCL on GPU); the global batch stays train.batch_size",
@@ -178,12 +193,16 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 def _tune_args(p: argparse.ArgumentParser) -> None:
     _config_args(p)
-    p.add_argument("--trials", type=int, help="trials the study should hold (tune.trials)")
+    p.add_argument(
+        "--trials", type=_at_least(int, 1), help="trials the study should hold (tune.trials)"
+    )
     p.add_argument("--timeout", type=float, help="stop starting trials after S seconds")
     p.add_argument("--sampler", choices=SAMPLERS, help="tune.sampler (config default: tpe)")
     p.add_argument("--pruner", choices=PRUNERS, help="tune.pruner (config default: hyperband)")
     p.add_argument("--storage", help="journal file, sqlite:///FILE or postgresql://... URL")
-    p.add_argument("--workers", type=int, help="processes on this machine sharing the study")
+    p.add_argument(
+        "--workers", type=_at_least(int, 1), help="processes on this machine sharing the study"
+    )
     p.add_argument("--study", help="study name; an existing study resumes")
     p.add_argument(
         "--worker",
@@ -254,7 +273,7 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
 def _select_args(p: argparse.ArgumentParser) -> None:
     _run_dir(p)
     p.add_argument("--pool", required=True, help="unlabelled texts (CSV, JSONL, Parquet)")
-    p.add_argument("--n", type=int, required=True, help="how many texts to pick")
+    p.add_argument("--n", type=_at_least(int, 1), required=True, help="how many texts to pick")
     p.add_argument("--out", help="CSV for the experts (default: RUN_DIR/select.csv)")
     p.add_argument(
         "--strategy", choices=SELECT_STRATEGIES, default="entropy", help="uncertainty to rank by"
@@ -296,8 +315,8 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--host", default="127.0.0.1", help="bind address; anything but loopback needs a token"
     )
-    p.add_argument("--port", type=int, default=8000, help="port to listen on")
-    p.add_argument("--feedback-db", help="SQLAlchemy URL (default: sqlite RUN_DIR/feedback.db)")
+    p.add_argument("--port", type=_at_least(int, 0), default=8000, help="port to listen on")
+    p.add_argument("--feedback-db", help="SQLAlchemy URL or file (default: RUN_DIR/feedback.db)")
     p.add_argument(
         "--backend",
         choices=SERVE_BACKENDS,
@@ -305,18 +324,24 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
         help="onnx: ONNX Runtime on RUN_DIR/onnx/ (tunewise export first)",
     )
     p.add_argument("--api-token", help="required bearer token (default: $TUNEWISE_API_TOKEN)")
-    p.add_argument("--max-text-chars", type=int, default=2000, help="longer texts get a 413")
-    p.add_argument("--max-batch", type=int, default=32, help="most texts per forward pass")
+    p.add_argument(
+        "--max-text-chars", type=_at_least(int, 1), default=2000, help="longer texts get a 413"
+    )
+    p.add_argument(
+        "--max-batch", type=_at_least(int, 1), default=32, help="most texts per forward pass"
+    )
     p.add_argument(
         "--max-wait-ms",
-        type=float,
+        type=_at_least(float, 0),
         default=0.0,
         help="wait this long for more requests before a forward pass",
     )
-    p.add_argument("--threads", type=int, help="intra-op threads for the model (default: all)")
+    p.add_argument(
+        "--threads", type=_at_least(int, 1), help="intra-op threads for the model (default: all)"
+    )
     p.add_argument(
         "--oos-threshold",
-        type=float,
+        type=_at_least(float, float("-inf")),  # any number but NaN
         help="abstain above this out-of-scope score (default: the run's oos.json; inf: never)",
     )
 
@@ -437,7 +462,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _suggestion(parser: argparse.ArgumentParser, message: str) -> str:
-    words = [w.strip("'\",") for w in message.split()]
+    words = [w.strip("'\",:") for w in message.split()]
     options = [o for a in parser._actions for o in a.option_strings]
     for word in words:
         if word.startswith("-") and word not in options:

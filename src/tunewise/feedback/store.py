@@ -121,8 +121,11 @@ class FeedbackStore:
 
     def __init__(self, url: str):
         self.url = url
-        self.engine = _engine(url)
-        metadata.create_all(self.engine)
+        try:
+            self.engine = _engine(url)
+            metadata.create_all(self.engine)
+        except (sa.exc.ArgumentError, sa.exc.DBAPIError, ImportError) as exc:
+            raise _unusable(url, exc) from None
 
     def add(self, key: str, body: dict) -> tuple[dict, bool]:
         """Store `body` once under `key`: (the answer, True) first time, (same answer, False) after.
@@ -197,8 +200,28 @@ class FeedbackStore:
 
 
 def open_store(url: str | None, run_dir: Path) -> FeedbackStore:
-    """The store at `url`, or the default SQLite file `RUN_DIR/feedback.db` when url is None."""
-    return FeedbackStore(url or default_url(Path(run_dir)))
+    """The store at `url` (a SQLAlchemy URL or a file path), or the default SQLite file
+    `RUN_DIR/feedback.db` when url is None."""
+    return FeedbackStore(as_url(url) if url else default_url(Path(run_dir)))
+
+
+def as_url(given: str) -> str:
+    """A SQLAlchemy URL as given; a file path as the SQLite URL of that file."""
+    return given if "://" in given else f"sqlite:///{Path(given).resolve()}"
+
+
+def _unusable(url: str, exc: BaseException) -> InputError:
+    """`--feedback-db` that cannot be opened, named without its password."""
+    try:
+        shown = sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        shown = url
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    fix = (
+        "give a file path, sqlite:///PATH in a writable folder, or "
+        "postgresql://USER:PASSWORD@HOST:PORT/DB of a running server"
+    )
+    return InputError([Problem(shown, None, "--feedback-db", f"cannot open: {reason}", fix)])
 
 
 def read_feedback(url_or_path: str | Path) -> list[dict[str, Any]]:
@@ -221,7 +244,7 @@ def read_feedback(url_or_path: str | Path) -> list[dict[str, Any]]:
                     )
                 ]
             )
-        given = f"sqlite:///{path.resolve()}"
+        given = as_url(str(path))
     store = FeedbackStore(given)
     try:
         return store.rows()
