@@ -133,3 +133,21 @@ def test_an_old_run_without_a_manifest_loads_and_warns_once(run_dir, capsys):
 def test_the_model_card_may_change_after_save(run_dir):
     (run_dir / "model" / "README.md").write_text("a rewritten card")
     integrity.verify_manifest(run_dir / "model")
+
+
+def test_a_chat_model_gets_the_same_checks_as_a_classifier(tmp_path):
+    from tests.serve_helpers import llama_run
+
+    run = llama_run(tmp_path / "chat")
+    model = run / "model"
+    integrity.write_manifest(model)
+    assert load_predictor(run).model.training is False  # intact: loads, in eval mode
+    state = load_file(str(model / WEIGHTS))
+    name = next(k for k, v in state.items() if v.is_floating_point() and v.numel() > 10)
+    state[name].view(-1)[0] = float("nan")
+    save_file(state, str(model / WEIGHTS), metadata={"format": "pt"})
+    with pytest.raises(InputError, match="sha256: content differs"):
+        load_predictor(run)
+    (model / integrity.MANIFEST).unlink()
+    with pytest.raises(InputError, match="NaN or infinite"):
+        load_predictor(run)

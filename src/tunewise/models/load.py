@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from tunewise.core.console import console
 from tunewise.core.errors import InputError, Problem
@@ -269,19 +270,41 @@ def load_trained_classifier(folder: str | Path, trust_remote_code: bool = False)
     differs from its manifest, needs remote code not allowed, does not load or holds NaN or
     infinite weights is refused with an InputError naming the file (models/integrity.py).
     """
-    from safetensors import SafetensorError
     from transformers import AutoModelForSequenceClassification
 
-    folder = Path(folder)
+    def read(folder: Path):
+        if portable.is_portable(folder):
+            return portable.load_native(folder)
+        return AutoModelForSequenceClassification.from_pretrained(
+            folder, use_safetensors=True, trust_remote_code=trust_remote_code
+        )
+
+    return _checked_load(Path(folder), trust_remote_code, read)
+
+
+def load_trained_causal_lm(folder: str | Path, trust_remote_code: bool = False):
+    """The decoder a `causal_lm` run saved (LoRA merged), in eval mode, checked exactly as
+    load_trained_classifier checks a classifier: the one reader of model/ for its evaluate
+    and serve."""
+    from transformers import AutoModelForCausalLM
+
+    def read(folder: Path):
+        return AutoModelForCausalLM.from_pretrained(
+            folder, use_safetensors=True, trust_remote_code=trust_remote_code
+        )
+
+    return _checked_load(Path(folder), trust_remote_code, read)
+
+
+def _checked_load(folder: Path, trust_remote_code: bool, read: Any):
+    """`read(folder)` between the checks every trained folder gets: manifest, remote code,
+    a load that fails as an InputError naming the folder, finite weights."""
+    from safetensors import SafetensorError
+
     integrity.verify_manifest(folder)
     _refuse_remote_code(folder, trust_remote_code)
     try:
-        if portable.is_portable(folder):
-            model = portable.load_native(folder)
-        else:
-            model = AutoModelForSequenceClassification.from_pretrained(
-                folder, use_safetensors=True, trust_remote_code=trust_remote_code
-            )
+        model = read(folder)
     except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         message = f"does not load ({type(exc).__name__}: {first[:300]})"

@@ -162,17 +162,10 @@ class TorchGenerator:
     """
 
     def __init__(self, run_dir: Path, cfg: dict[str, Any]):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from tunewise.tasks.causal_lm.load import load_trained
 
-        folder = Path(run_dir) / rundir.MODEL
-        trust = _trust(cfg)
-        self.tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust)
+        self.tokenizer, self.model = load_trained(Path(run_dir) / rundir.MODEL, _trust(cfg))
         self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(
-            folder, use_safetensors=True, trust_remote_code=trust
-        ).eval()
         self.labels: list[str] = []
         self.max_length = _max_length(cfg, 512)
         self.task = "causal_lm"
