@@ -37,19 +37,25 @@ def _finished(run_dir, text="old"):
     (run_dir / rundir.FEEDBACK_DB).write_text("feedback")
 
 
-@pytest.fixture
-def holder(tmp_path):
-    """Another process that holds runs/x's lock until the test ends."""
+def _hold(run_dir):
+    """Another process that holds `run_dir`'s lock until killed."""
     code = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
         from tunewise.core import rundir
-        rundir.lock(Path({str(tmp_path / "runs" / "x")!r}))
+        rundir.lock(Path({str(run_dir)!r}))
         print("locked", flush=True)
         time.sleep(60)
     """)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+@pytest.fixture
+def holder(tmp_path):
+    """Another process that holds runs/x's lock until the test ends."""
+    proc = _hold(tmp_path / "runs" / "x")
     yield proc
     proc.kill()
     proc.wait()
@@ -141,3 +147,25 @@ def test_the_cli_refuses_an_escaping_name_with_exit_2(tmp_path, capsys):
 @pytest.mark.parametrize("name", ["banking77", "b77-lora.v2", "sub/run"])
 def test_names_inside_output_dir_are_fine(tmp_path, name):
     assert _cfg(tmp_path, name=name).run_dir() == tmp_path / "runs" / name
+
+
+def test_evaluate_and_refine_wait_for_no_one_but_refuse_while_another_writes(
+    tmp_path, tiny_model_dir, capsys
+):
+    from tests.conftest import write_csv
+    from tests.tiny_run import trained_run
+
+    rows = [(f"{w} {i}", w) for i in range(8) for w in ("card", "loan")]
+    train, test = write_csv(tmp_path / "train.csv", rows), write_csv(tmp_path / "test.csv", rows)
+    run = trained_run(tmp_path, tiny_model_dir, train, test)
+    rundir.unlock(run)  # as if another process had trained it
+    proc = _hold(run)
+    try:
+        assert main(["evaluate", str(run)]) == 2
+        assert f"PID {proc.pid}" in capsys.readouterr().err
+        assert main(["refine", str(run), "--data", str(train)]) == 2
+        assert f"PID {proc.pid}" in capsys.readouterr().err
+    finally:
+        proc.kill()
+        proc.wait()
+    assert main(["evaluate", str(run)]) == 0  # the holder gone, the run is this process's

@@ -124,6 +124,7 @@ def evaluate(
     with `forgetting` (the encoder has not changed since `run` measured it). The run's own
     test set rewrites report.html; `data` writes metrics-<stem>.json and .html."""
     task = TASKS[_config_of(run_dir).task]
+    rundir.lock(Path(run_dir))  # it rewrites metrics, oos.json and the report: one writer
     metrics = task.evaluate(run_dir, data, overrides, forgetting, columns)
     if data is None:
         report(run_dir)

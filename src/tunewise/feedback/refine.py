@@ -54,6 +54,7 @@ def refine(
     """One refinement; returns the version record (`promoted`, `reasons`, `metrics`, ...)."""
     run_dir = Path(run_dir)
     cfg, config_source = _checked(run_dir, data, tolerance)
+    rundir.lock(run_dir)  # it versions the data and may swap model/: one writer
     feedback = _feedback(run_dir, feedback_db, data)
     doc = lineage.load(run_dir)
     base = lineage.ensure_base(run_dir, cfg, doc)
