@@ -283,17 +283,21 @@ def load_trained_classifier(folder: str | Path, trust_remote_code: bool = False)
 
 
 def load_trained_causal_lm(folder: str | Path, trust_remote_code: bool = False):
-    """The decoder a `causal_lm` run saved (LoRA merged), in eval mode, checked exactly as
-    load_trained_classifier checks a classifier: the one reader of model/ for its evaluate
-    and serve."""
-    from transformers import AutoModelForCausalLM
+    """(tokenizer, model) of the decoder a `causal_lm` run saved (LoRA merged), in eval mode,
+    checked exactly as load_trained_classifier checks a classifier: the one reader of model/
+    for its evaluate and serve. A tokenizer without a pad token pads with EOS."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     def read(folder: Path):
         return AutoModelForCausalLM.from_pretrained(
             folder, use_safetensors=True, trust_remote_code=trust_remote_code
         )
 
-    return _checked_load(Path(folder), trust_remote_code, read)
+    model = _checked_load(Path(folder), trust_remote_code, read)
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer, model
 
 
 def _checked_load(folder: Path, trust_remote_code: bool, read: Any):

@@ -29,7 +29,7 @@ from tunewise.core.errors import InputError, Problem
 from tunewise.data.encode import collate, encode, eval_batches
 from tunewise.evaluation.oos import Detector, load_detector
 from tunewise.models.features import head_inputs
-from tunewise.models.load import load_trained_classifier
+from tunewise.models.load import load_trained_causal_lm, load_trained_classifier
 from tunewise.serving.onnx_backend import OnnxPredictor
 
 TASKS = ("classification", "causal_lm")
@@ -162,9 +162,8 @@ class TorchGenerator:
     """
 
     def __init__(self, run_dir: Path, cfg: dict[str, Any]):
-        from tunewise.tasks.causal_lm.load import load_trained
-
-        self.tokenizer, self.model = load_trained(Path(run_dir) / rundir.MODEL, _trust(cfg))
+        folder = Path(run_dir) / rundir.MODEL
+        self.tokenizer, self.model = load_trained_causal_lm(folder, _trust(cfg))
         self.tokenizer.padding_side = "left"
         self.labels: list[str] = []
         self.max_length = _max_length(cfg, 512)

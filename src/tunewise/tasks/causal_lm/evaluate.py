@@ -21,9 +21,9 @@ from tunewise.core import rundir
 from tunewise.core.device import bf16_supported
 from tunewise.core.errors import InputError, Problem
 from tunewise.evaluation.summary import print_scores
+from tunewise.models.load import load_trained_causal_lm
 from tunewise.tasks.causal_lm.canary import make_canaries
 from tunewise.tasks.causal_lm.data import Conversation, read_conversations
-from tunewise.tasks.causal_lm.load import load_trained
 from tunewise.tasks.causal_lm.metrics import compare_generations, text_scores
 from tunewise.tasks.causal_lm.scoring import canary_table, forgetting_table, score_model
 
@@ -48,7 +48,7 @@ def evaluate_sft(
         test = read_conversations(
             path, s.role_map, s.format, "data.test", messages_key=s.messages_key
         ).items
-    tokenizer, model = load_trained(run_dir / rundir.MODEL, cfg.model.trust_remote_code)
+    tokenizer, model = load_trained_causal_lm(run_dir / rundir.MODEL, cfg.model.trust_remote_code)
     bf16 = bf16_supported(next(model.parameters()).device) and cfg.train.precision != "fp32"
     canaries = make_canaries(cfg.sft.canaries, cfg.seed) if data is None else []
     tuned = score_model(cfg, tokenizer, model, test, canaries, bf16)

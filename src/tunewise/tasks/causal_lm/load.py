@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 
 from tunewise.core.errors import InputError, Problem
-from tunewise.models.load import hub_error, load_trained_causal_lm, resolve_model
+from tunewise.models.load import hub_error, resolve_model
 from tunewise.tasks.causal_lm.adapt import quantization_config
 
 SMOLLM2 = ("smollm2", "smollm2-135m", "smollm2-135m-instruct")
@@ -101,15 +101,3 @@ def load_causal_lm(name: str, trust_remote_code: bool = False, quantize: str = "
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer, model
-
-
-def load_trained(folder: str | Path, trust_remote_code: bool = False):
-    """(tokenizer, model) of a run's model/, the weights checked against its manifest and for
-    finite values (models.load.load_trained_causal_lm); a tokenizer without a pad token pads
-    with EOS."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer, load_trained_causal_lm(folder, trust_remote_code)
