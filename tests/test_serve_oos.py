@@ -23,17 +23,17 @@ UNKNOWN = "what is the weather in paris tomorrow"
 
 def features_of(predictor, texts: list[str]) -> oos.Outputs:
     data = encode(predictor.tokenizer, texts, None, predictor.max_length)
-    return oos.Outputs(*logits_and_features(predictor.model, data, 8))
+    return oos.Outputs(*logits_and_features(predictor.model, data, 8, bf16=predictor.bf16))
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     """A tiny classifier run with a kNN detector (k=1) whose bank is KNOWN: those texts score
     0, UNKNOWN more, and the threshold sits halfway (the tiny random model's vectors are close
-    together, so the scale is small)."""
+    together, so the scale is small; fp32, as bf16 would round it away)."""
     from tunewise.serving.predictor import load_predictor
 
-    root = classifier_run(tmp_path_factory.mktemp("serve-oos"))
+    root = classifier_run(tmp_path_factory.mktemp("serve-oos"), precision="fp32")
     predictor = load_predictor(root)
     scorer = oos.KNNScorer(k=1).fit(features_of(predictor, KNOWN).features)
     half = float(scorer.score(features_of(predictor, [UNKNOWN]).features)[0]) / 2
