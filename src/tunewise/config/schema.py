@@ -177,7 +177,7 @@ class OOSConfig:
     prediction abstains by, and where its threshold comes from (validation rows only)."""
 
     method: str = _f("knn", choices=OOS_METHODS)  # the one persisted and served
-    coverage: float = _f(0.95, gt=0.0, le=1.0)  # in-scope validation share answered (no oos rows)
+    coverage: float = _f(0.98, gt=0.0, le=1.0)  # in-scope validation share answered (no oos rows)
     label: str = _f("oos", required=True)  # rows with this label are out-of-scope examples
     k: int = _f(10, ge=1)  # knn: distance to the k-th nearest training vector
 

@@ -436,7 +436,7 @@ def no_oos_check(run: RunFacts, limits) -> list[Finding]:
             "warning",
             "no out-of-scope evaluation and no threshold: every message, even one that fits no "
             "intent, gets a confident label",
-            "set eval.oos (the default: method knn, coverage 0.95) and re-run tunewise evaluate; "
+            "set eval.oos (the default: method knn, coverage 0.98) and re-run tunewise evaluate; "
             "add rows labelled eval.oos.label to validation and test to measure detection",
             {"oos_section": bool(checked), "detector": (run.path / rundir.OOS).is_file()},
         )
