@@ -281,15 +281,18 @@ def _garbage(parts: list[Examples], cfg) -> list[Finding]:
     if not bad:
         return []
     reasons = Counter(reason.split(" in a ")[0].split(" (")[0] for _, _, reason in bad)
+    where = ", ".join(f"{ex.source}:{ex.lines[i]}" for ex, i, _ in bad[:5])
     return [
         Finding(
             "empty-or-garbage",
             "warning",
             f"{len(bad)} row(s) hold no usable text ("
             + ", ".join(f"{k}: {v}" for k, v in reasons.items())
-            + ")",
-            "fix the encoding (re-export as UTF-8) or remove these rows; `tunewise prepare` drops "
-            "rows that are empty after cleaning",
+            + f"), at {where}"
+            + (" …" if len(bad) > 5 else ""),
+            "fix the encoding (re-export as UTF-8) or remove these rows; `tunewise prepare` "
+            "turns replacement characters into spaces and drops rows that are empty after "
+            "cleaning",
             {
                 "count": len(bad),
                 "reasons": dict(reasons),

@@ -25,7 +25,7 @@ from functools import partial
 
 from tunewise.core.errors import InputError, Problem
 from tunewise.data.dedup import exact_key
-from tunewise.data.load import Examples
+from tunewise.data.load import REPLACEMENT, Examples
 from tunewise.data.pii import PIIDetector
 from tunewise.data.pii_patterns import EMAIL, URL
 
@@ -49,9 +49,11 @@ class Prepared:
 
 
 def normalise_unicode(text: str) -> str:
-    """NFKC (full-width and ligature forms to plain), invisible characters out, one space."""
+    """NFKC (full-width and ligature forms to plain), invisible characters out, control and
+    replacement characters (U+FFFD: what the reader put for a NUL byte or a lone surrogate) to
+    spaces, one space."""
     text = unicodedata.normalize("NFKC", text)
-    text = CONTROL.sub(" ", INVISIBLE.sub("", text))
+    text = CONTROL.sub(" ", INVISIBLE.sub("", text)).replace(REPLACEMENT, " ")
     return " ".join(text.split())
 
 

@@ -232,11 +232,7 @@ class _Rows:
             got = type(value).__name__
             self.problem(line, self.text_col, f"text must be a string, got {got}", "quote it")
             return None
-        broken = broken_character(value)
-        if broken:
-            self.problem(line, self.text_col, f"text has {broken}", FIX_CHARACTER)
-            return None
-        return value.strip()
+        return repair_characters(value).strip()
 
     def _label(self, line: int, value: Any) -> str | None:
         if _is_blank(value):
@@ -253,13 +249,24 @@ class _Rows:
                 "give one class name or id per row",
             )
             return None
+        if broken := broken_character(str(value)):
+            self.problem(line, self.label_col, f"label has {broken}", FIX_CHARACTER)
+            return None
         if isinstance(value, float) and value.is_integer():
             value = int(value)  # ids read back as floats (e.g. via pandas with NaNs) match ints
         return str(value).strip()
 
 
 BROKEN = re.compile("[\x00\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
 FIX_CHARACTER = "remove the character or fix how the file was exported (UTF-8 text)"
+
+
+def repair_characters(text: str) -> str:
+    """A text's NUL bytes and lone surrogates as U+FFFD, the character Unicode has for what is
+    not text: the audit names each such row by its line and `prepare`'s unicode step removes
+    them, where the tokenizer or a UTF-8 writer would fail on the originals."""
+    return BROKEN.sub(REPLACEMENT, text)
 
 
 def broken_character(text: str) -> str | None:

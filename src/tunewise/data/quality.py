@@ -15,6 +15,8 @@ import re
 import unicodedata
 from collections import Counter
 
+from tunewise.data.load import REPLACEMENT
+
 # Short, frequent function words: enough to tell the seven most common Latin-script languages
 # of customer text apart on a sentence, with no model to download.
 FUNCTION_WORDS = {
@@ -75,6 +77,11 @@ def garbage_reason(text: str, profile: LanguageProfile | None = None) -> str | N
         return "empty once markup is removed"
     if not any(ch.isalpha() for ch in bare):
         return "no letters: only digits, punctuation or symbols"
+    if (at := text.find(REPLACEMENT)) >= 0:
+        return (
+            f"a replacement character (U+FFFD) at character {at + 1}: the file holds a NUL "
+            "byte, a lone surrogate or bytes that are not UTF-8 there"
+        )
     if MOJIBAKE.search(text):
         return "mojibake (text decoded with the wrong encoding)"
     return profile.foreign(bare) if profile is not None else None
