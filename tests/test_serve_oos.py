@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
+import torch
+import yaml
 
 from tests.serve_helpers import LABELS, classifier_run
 from tunewise.data.encode import encode
@@ -104,3 +108,50 @@ def test_feedback_takes_out_of_scope_and_remembers_abstentions(server, run_dir):
     rows = {r["request_id"]: r for r in open_store(None, run_dir).rows()}
     assert rows[pred["request_id"]]["prediction"] == OUT_OF_SCOPE  # the model said "not sure"
     assert rows[answered["request_id"]]["correction"] == OUT_OF_SCOPE
+
+
+def exported(run_dir: Path, tmp_path: Path) -> Path:
+    """A copy of the run, its config naming training data as a real run's does, exported."""
+    from tunewise.serving.export import export
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    cfg = yaml.safe_load((copy / "config.yaml").read_text())
+    (copy / "config.yaml").write_text(yaml.safe_dump({**cfg, "data": {"train": "train.csv"}}))
+    export(copy)
+    return copy
+
+
+def test_the_onnx_backend_abstains_as_pytorch_does(run_dir, tmp_path):
+    """The export carries the head's input vector as a second output, so `--backend onnx`
+    scores the same kNN distances and abstains on the same texts; export.json records it."""
+    from tunewise.serving.predictor import load_predictor
+
+    copy = exported(run_dir, tmp_path)
+    check = json.loads((copy / "onnx" / "export.json").read_text())["checks"]["model.onnx"]
+    assert check["abstention_agreement"] == 1.0
+    texts = [UNKNOWN, *KNOWN]
+    torch_side = load_predictor(copy).predict(texts)
+    onnx_side = load_predictor(copy, "onnx").predict(texts)
+    assert [p["abstained"] for p in onnx_side] == [True, False, False, False]
+    assert [p["abstained"] for p in torch_side] == [True, False, False, False]
+    assert onnx_side[0]["label"] is None and onnx_side[1]["label"] in LABELS
+    scores = [[p["oos_score"] for p in side] for side in (onnx_side, torch_side)]
+    assert np.allclose(*scores, rtol=0.05, atol=1e-7)
+
+
+def test_an_export_without_the_vectors_is_refused_with_the_fix(run_dir, tmp_path):
+    """An export of logits only (as tunewise wrote before) cannot feed a kNN detector: serving
+    it would answer every text, so loading names the file and the command that re-exports."""
+    from transformers import AutoModelForSequenceClassification
+
+    from tunewise.core.errors import InputError
+    from tunewise.serving.onnx_backend import OnnxPredictor
+
+    copy = exported(run_dir, tmp_path)
+    model = AutoModelForSequenceClassification.from_pretrained(copy / "model").eval()
+    ids = torch.ones(1, 4, dtype=torch.long)
+    names = {"input_names": ["input_ids", "attention_mask"], "output_names": ["logits"]}
+    torch.onnx.export(model, (ids, ids), str(copy / "onnx" / "model.onnx"), dynamo=False, **names)
+    with pytest.raises(InputError, match="no head-input output.*tunewise export"):
+        OnnxPredictor(copy)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from tunewise.config import load_config
 from tunewise.core import rundir
@@ -25,8 +26,10 @@ from tunewise.core.console import console
 from tunewise.core.errors import BlockingFinding, InputError, Problem
 from tunewise.core.files import sha256_file
 from tunewise.data.load import read_examples
+from tunewise.models.features import head_inputs
 from tunewise.models.load import load_trained_classifier
-from tunewise.serving.onnx_backend import onnx_probabilities, session
+from tunewise.serving.abstention import detector
+from tunewise.serving.onnx_backend import onnx_outputs, session, softmax
 
 FP32_TOLERANCE = 1e-4  # largest |p_onnx - p_torch| accepted for the fp32 export
 INT8_MIN_AGREEMENT = 0.9  # top-1 agreement with PyTorch below this blocks the int8 export
@@ -60,7 +63,8 @@ def export(
     _to_onnx(model, tokenizer, out / "model.onnx", opset)
     tokenizer.save_pretrained(out)
     texts = sample_texts(run_dir)
-    reference = _torch_probabilities(model, tokenizer, texts, max_length)
+    reference = _torch_outputs(model, tokenizer, texts, max_length)
+    det = detector(run_dir)
     record: dict[str, Any] = {
         "format": "onnx",
         "opset": opset,
@@ -69,7 +73,7 @@ def export(
         "source_weights_sha256": sha256_file(model_dir / "model.safetensors"),
         "files": {"model.onnx": sha256_file(out / "model.onnx")},
         "checks": {
-            "model.onnx": _check(out / "model.onnx", tokenizer, texts, max_length, reference)
+            "model.onnx": _check(out / "model.onnx", tokenizer, texts, max_length, reference, det)
         },
         "serve": "model.onnx",
     }
@@ -77,7 +81,7 @@ def export(
         _quantize(out / "model.onnx", out / "model.int8.onnx")
         record["files"]["model.int8.onnx"] = sha256_file(out / "model.int8.onnx")
         record["checks"]["model.int8.onnx"] = _check(
-            out / "model.int8.onnx", tokenizer, texts, max_length, reference
+            out / "model.int8.onnx", tokenizer, texts, max_length, reference, det
         )
         record["serve"] = "model.int8.onnx"
     record["seconds"] = round(time.perf_counter() - started, 2)
@@ -145,10 +149,22 @@ def _max_length(run_dir: Path) -> int:
     return cfg.model.max_length if cfg is not None else 64
 
 
+class _LogitsAndFeatures(torch.nn.Module):
+    """The classifier's logits and its head's input vector, what feature-space out-of-scope
+    scores read: one graph serves both, as one forward pass does in PyTorch."""
+
+    def __init__(self, model: Any):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        with head_inputs(self.model) as captured:
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+        return logits, captured.pop()
+
+
 def _to_onnx(model: Any, tokenizer: Any, path: Path, opset: int) -> None:
     """Trace with a padded batch of two lengths; batch and sequence axes stay dynamic."""
-    import torch
-
     batch = tokenizer(
         ["a short one", "a longer example sentence with more words"],
         padding=True,
@@ -158,12 +174,12 @@ def _to_onnx(model: Any, tokenizer: Any, path: Path, opset: int) -> None:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer notes on shapes; the export is checked below
         torch.onnx.export(
-            model,
+            _LogitsAndFeatures(model).eval(),  # export restores this mode on the model
             (batch["input_ids"], batch["attention_mask"]),
             str(path),
             input_names=["input_ids", "attention_mask"],
-            output_names=["logits"],
-            dynamic_axes={**dynamic, "logits": {0: "batch"}},
+            output_names=["logits", "features"],
+            dynamic_axes={**dynamic, "logits": {0: "batch"}, "features": {0: "batch"}},
             opset_version=opset,
             dynamo=False,
         )
@@ -196,26 +212,34 @@ def sample_texts(run_dir: Path) -> list[str]:
     return FALLBACK_TEXTS
 
 
-def _torch_probabilities(model: Any, tokenizer: Any, texts: list[str], max_length: int):
-    import torch
-
+def _torch_outputs(model: Any, tokenizer: Any, texts: list[str], max_length: int):
+    """PyTorch's (logits, head inputs) for `texts`, float64, padded as the ONNX check pads."""
     batch = tokenizer(
         texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
     )
     with torch.no_grad():
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    return torch.softmax(logits.double(), -1).numpy()
+        logits, features = _LogitsAndFeatures(model)(batch["input_ids"], batch["attention_mask"])
+    return logits.double().numpy(), features.double().numpy()
 
 
-def _check(path: Path, tokenizer: Any, texts: list[str], max_length: int, reference) -> dict:
-    """Compare with PyTorch; an fp32 export off by more than FP32_TOLERANCE is refused (exit 1)."""
-
-    probs = onnx_probabilities(session(path), tokenizer, texts, max_length)
-    check = {
+def _check(
+    path: Path, tokenizer: Any, texts: list[str], max_length: int, reference, det=None
+) -> dict:
+    """Compare with PyTorch; an fp32 export off by more than FP32_TOLERANCE is refused (exit 1).
+    With the run's out-of-scope detector `det`, how often both abstain alike is recorded too."""
+    logits, features = onnx_outputs(session(path), tokenizer, texts, max_length, features=True)
+    probs, expected = softmax(logits), softmax(reference[0])
+    check: dict[str, Any] = {
         "rows": len(texts),
-        "max_abs_prob_diff": float(np.abs(probs - reference).max()),
-        "top1_agreement": float(np.mean(probs.argmax(1) == reference.argmax(1))),
+        "max_abs_prob_diff": float(np.abs(probs - expected).max()),
+        "top1_agreement": float(np.mean(probs.argmax(1) == expected.argmax(1))),
     }
+    if det is not None:
+        ours, theirs = det.score(logits, features), det.score(*reference)
+        check["oos_max_abs_score_diff"] = float(np.abs(ours - theirs).max())
+        check["abstention_agreement"] = float(
+            np.mean((ours > det.threshold) == (theirs > det.threshold))
+        )
     fp32 = path.name == "model.onnx"
     if fp32 and check["max_abs_prob_diff"] > FP32_TOLERANCE:
         raise BlockingFinding(
@@ -237,5 +261,10 @@ def _report(record: dict, out: Path) -> None:
             f"{name}: {size:.1f} MB, top-1 agreement with PyTorch "
             f"{check['top1_agreement']:.3f}, largest probability difference "
             f"{check['max_abs_prob_diff']:.1e} on {check['rows']} rows"
+            + (
+                f", abstains alike on {check['abstention_agreement']:.1%}"
+                if "abstention_agreement" in check
+                else ""
+            )
         )
     console.log(f"export written: {out / 'export.json'} (serve uses {record['serve']})")

@@ -1,7 +1,8 @@
 """Classify with ONNX Runtime from RUN_DIR/onnx/ (written by `tunewise export`).
 
-`serve` uses this when a run has an export: the same labels and probabilities as the PyTorch
-model (within 1e-4 for fp32, checked at export time) with less per-request overhead.
+`serve --backend onnx` uses this: the same labels and probabilities as the PyTorch model (within
+1e-4 for fp32, checked at export time), and the same out-of-scope decisions from the export's
+second output, the head's input vector, with less per-request overhead.
 
     predictor = OnnxPredictor("runs/banking77")
     predictor.predict(["my card has not arrived"], top_k=3)
@@ -19,6 +20,7 @@ import numpy as np
 from tunewise.core import rundir
 from tunewise.core.errors import InputError, Problem
 from tunewise.core.files import sha256_file
+from tunewise.serving.abstention import detector, with_abstentions
 
 
 def session(path: Path, threads: int | None = None):
@@ -32,8 +34,11 @@ def session(path: Path, threads: int | None = None):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def onnx_probabilities(sess: Any, tokenizer: Any, texts: list[str], max_length: int) -> np.ndarray:
-    """Softmax probabilities (float64) for `texts`, padded to the longest in the batch."""
+def onnx_outputs(
+    sess: Any, tokenizer: Any, texts: list[str], max_length: int, features: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Logits (float64) for `texts`, padded to the longest in the batch, and with `features`
+    the head's input vectors (the export's `features` output; `tunewise export` writes it)."""
     batch = tokenizer(
         list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="np"
     )
@@ -41,10 +46,18 @@ def onnx_probabilities(sess: Any, tokenizer: Any, texts: list[str], max_length: 
         "input_ids": batch["input_ids"].astype(np.int64),
         "attention_mask": batch["attention_mask"].astype(np.int64),
     }
-    logits = sess.run(["logits"], feed)[0].astype(np.float64)
-    logits -= logits.max(axis=1, keepdims=True)
-    exp = np.exp(logits)
+    out = sess.run(["logits", "features"] if features else ["logits"], feed)
+    return out[0].astype(np.float64), (out[1].astype(np.float64) if features else None)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
     return exp / exp.sum(axis=1, keepdims=True)
+
+
+def onnx_probabilities(sess: Any, tokenizer: Any, texts: list[str], max_length: int) -> np.ndarray:
+    """Softmax probabilities (float64) for `texts`, padded to the longest in the batch."""
+    return softmax(onnx_outputs(sess, tokenizer, texts, max_length)[0])
 
 
 class OnnxPredictor:
@@ -52,10 +65,18 @@ class OnnxPredictor:
 
     `variant` picks "model.onnx" (fp32) or "model.int8.onnx"; None takes the one export.json
     names (int8 when the export was quantised). A model retrained or promoted after the export
-    no longer matches its recorded weight hash, and loading refuses with the fix.
+    no longer matches its recorded weight hash, and loading refuses with the fix. The run's
+    out-of-scope detector applies as with PyTorch (serving/abstention.py); `oos_threshold`
+    overrides its threshold.
     """
 
-    def __init__(self, run_dir: str | Path, variant: str | None = None, threads: int | None = None):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        variant: str | None = None,
+        threads: int | None = None,
+        oos_threshold: float | None = None,
+    ):
         from transformers import AutoTokenizer
 
         self.run_dir = Path(run_dir)
@@ -80,6 +101,21 @@ class OnnxPredictor:
         self.max_length = int(record["max_length"])
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.session = session(folder / name, threads)
+        self.detector = detector(self.run_dir, oos_threshold)
+        if self.detector and self.detector.needs_features and not _has_features(self.session):
+            raise InputError(
+                [
+                    Problem(
+                        str(folder / name),
+                        None,
+                        "features",
+                        f"the export has no head-input output, which the run's "
+                        f"{self.detector.method} out-of-scope score reads (an export made before "
+                        "tunewise exported it)",
+                        f"run: tunewise export {self.run_dir} --format onnx again",
+                    )
+                ]
+            )
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
         """(rows, labels) probabilities in input order."""
@@ -88,15 +124,24 @@ class OnnxPredictor:
         return onnx_probabilities(self.session, self.tokenizer, texts, self.max_length)
 
     def predict(self, texts: list[str], top_k: int = 5) -> list[dict]:
-        """One dict per text: the label, its probability, and the `top_k` most likely labels."""
-        probs = self.probabilities(texts)
+        """One dict per text: the label, its probability, and the `top_k` most likely labels;
+        with a detector, its out-of-scope score and whether it abstained."""
+        if not texts:
+            return []
+        det = self.detector
+        needs = bool(det and det.needs_features)
+        logits, feats = onnx_outputs(self.session, self.tokenizer, texts, self.max_length, needs)
         k = max(1, min(top_k, len(self.labels)))
         out = []
-        for row in probs:
+        for row in softmax(logits):
             best = np.argsort(-row, kind="stable")[:k]
             ranked = [{"label": self.labels[i], "score": float(row[i])} for i in best]
             out.append({"label": ranked[0]["label"], "score": ranked[0]["score"], "top_k": ranked})
-        return out
+        return with_abstentions(out, det, logits, feats)
+
+
+def _has_features(sess: Any) -> bool:
+    return "features" in {o.name for o in sess.get_outputs()}
 
 
 def _read_record(folder: Path) -> dict:

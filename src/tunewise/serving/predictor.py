@@ -23,13 +23,12 @@ from typing import Any
 import yaml
 
 from tunewise.core import rundir
-from tunewise.core.console import console
 from tunewise.core.device import autocast, bf16_supported
 from tunewise.core.errors import InputError, Problem
 from tunewise.data.encode import collate, encode, eval_batches
-from tunewise.evaluation.oos import Detector, load_detector
 from tunewise.models.features import head_inputs
 from tunewise.models.load import load_trained_causal_lm, load_trained_classifier
+from tunewise.serving.abstention import detector, with_abstentions
 from tunewise.serving.onnx_backend import OnnxPredictor
 
 TASKS = ("classification", "causal_lm")
@@ -116,42 +115,13 @@ class TorchClassifier:
         scores, ids = probs.topk(k, dim=-1)
         pairs = zip(scores.tolist(), ids.tolist(), strict=True)
         preds = [_prediction(self.labels, s, i) for s, i in pairs]
-        if det is None:
-            return preds
         feats = features.double().numpy() if features is not None else None
-        oos_scores = det.score(logits.double().numpy(), feats)
-        return [abstain(p, float(x), det.threshold) for p, x in zip(preds, oos_scores, strict=True)]
+        return with_abstentions(preds, det, logits.double().numpy(), feats)
 
 
 def _prediction(labels: list[str], scores: list[float], ids: list[int]) -> dict:
     top = [{"label": labels[i], "score": float(s)} for s, i in zip(scores, ids, strict=True)]
     return {"label": top[0]["label"], "score": top[0]["score"], "top_k": top}
-
-
-def detector(run_dir: Path, threshold: float | None = None) -> Detector | None:
-    """The run's out-of-scope detector, its threshold replaced by `threshold` when given; with
-    no oos.json, a given threshold applies to the msp score (1 − top probability)."""
-    found = load_detector(run_dir)
-    if found is None and threshold is None:
-        return None
-    det = found[0] if found is not None else Detector("msp")
-    if threshold is not None:
-        det.threshold = threshold
-    console.log(f"out of scope: {det.method} score above {det.threshold:.4g} abstains")
-    return det
-
-
-def abstain(prediction: dict, oos_score: float, threshold: float) -> dict:
-    """The prediction with its out-of-scope score; "I don't know" (label None) above threshold."""
-    out = {
-        **prediction,
-        "abstained": oos_score > threshold,
-        "oos_score": oos_score,
-        "oos_threshold": threshold,
-    }
-    if out["abstained"]:
-        out["label"] = None
-    return out
 
 
 class TorchGenerator:
@@ -244,10 +214,5 @@ def load_predictor(
             )
         return TorchGenerator(Path(run_dir), cfg)
     if backend == "onnx":
-        if (Path(run_dir) / rundir.OOS).is_file() or oos_threshold is not None:
-            console.log(
-                "[yellow]warning:[/] the ONNX backend does not apply the out-of-scope detector "
-                "yet: every text gets a label; serve with --backend torch to abstain"
-            )
-        return OnnxPredictor(Path(run_dir), threads=threads) if threads else OnnxPredictor(run_dir)
+        return OnnxPredictor(Path(run_dir), threads=threads, oos_threshold=oos_threshold)
     return TorchClassifier(Path(run_dir), cfg, oos_threshold)
