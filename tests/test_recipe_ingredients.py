@@ -13,7 +13,8 @@ from tunewise.config import load_config
 from tunewise.core.errors import InputError
 from tunewise.data.encode import collate, encode
 from tunewise.evaluation.predict import predict_logits
-from tunewise.models.head_init import fit_probe, head_layer, init_head_from_probe
+from tunewise.models.features import head_layer
+from tunewise.models.head_init import fit_probe, init_head_from_probe
 from tunewise.models.load import load_tokenizer
 from tunewise.training.averaging import (
     ALPHAS,
@@ -39,9 +40,10 @@ def toy_encoded(n: int = 10):
 
 def test_head_is_the_last_linear_with_one_output_per_label():
     model = tiny_bert(num_labels=3)
-    assert head_layer(model, 3) is model.classifier
+    assert head_layer(model) is model.classifier
+    model.config.num_labels = 7
     with pytest.raises(ValueError, match="7 outputs"):
-        head_layer(model, 7)
+        head_layer(model)
 
 
 def test_probe_head_predicts_exactly_what_the_probe_predicts():

@@ -9,8 +9,8 @@ already as good as the probe. `adapt.head_init: linear_probe` switches it on:
     tunewise run configs/banking77.yaml adapt.head_init=linear_probe
 
 The features are whatever enters the model's last Linear layer with one output per label (BERT:
-the pooled [CLS] vector after the pooler), captured with a forward pre-hook, so no architecture
-needs its own code.
+the pooled [CLS] vector after the pooler), the vectors models/features.py captures for the
+out-of-scope scores too, so no architecture needs its own code.
 """
 
 from __future__ import annotations
@@ -19,39 +19,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from tunewise.data.encode import Encoded, collate, eval_batches
+from tunewise.data.encode import Encoded
+from tunewise.models.features import head_layer, logits_and_features
 
 PROBE_C = 1.0  # scikit-learn's default: a confident but not saturated head
-
-
-def head_layer(model: nn.Module, n_labels: int) -> nn.Linear:
-    """The last Linear layer with one output per label: the one that writes the logits."""
-    found = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == n_labels]
-    if not found:
-        raise ValueError(f"no Linear layer with {n_labels} outputs: cannot find the head")
-    return found[-1]
-
-
-@torch.inference_mode()
-def head_inputs(model: nn.Module, head: nn.Linear, data: Encoded, batch_size: int) -> np.ndarray:
-    """The vectors the head receives for each row (eval mode, so no dropout), in input order."""
-    model.eval()
-    device = next(model.parameters()).device
-    out = np.zeros((len(data), head.in_features), dtype=np.float32)
-    seen: list[torch.Tensor] = []
-    hook = head.register_forward_pre_hook(lambda _m, args: seen.append(args[0].float()))
-    try:
-        for rows in eval_batches(data.lengths(), batch_size):
-            batch = collate(data, rows)
-            batch.pop("labels")
-            seen.clear()
-            model(**{k: v.to(device) for k, v in batch.items()})
-            out[rows] = seen[-1].cpu().numpy()
-    finally:
-        hook.remove()
-    return out
 
 
 def fit_probe(features: np.ndarray, labels: np.ndarray, n_labels: int, seed: int, c: float):
@@ -87,8 +59,8 @@ def init_head_from_probe(
 ) -> dict[str, Any]:
     """Replace the head's weights by a linear probe fitted on `data`; return what was done."""
     n_labels = int(model.config.num_labels)
-    head = head_layer(model, n_labels)
-    features = head_inputs(model, head, data, batch_size)
+    head = head_layer(model)
+    features = logits_and_features(model, data, batch_size)[1]
     y = np.asarray(data.labels)
     weight, bias = fit_probe(features, y, n_labels, seed, c)
     with torch.no_grad():
