@@ -26,7 +26,7 @@ from tunewise.core import rundir
 from tunewise.core.device import autocast, bf16_supported
 from tunewise.core.errors import InputError, Problem
 from tunewise.data.encode import collate, encode, eval_batches
-from tunewise.models.features import head_inputs
+from tunewise.models.features import head_inputs, head_layer
 from tunewise.models.load import load_trained_causal_lm, load_trained_classifier
 from tunewise.serving.abstention import detector, with_abstentions
 from tunewise.serving.onnx_backend import OnnxPredictor
@@ -81,6 +81,7 @@ class TorchClassifier:
         self.detector = detector(Path(run_dir), oos_threshold)
         self.tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust)
         self.model = load_trained_classifier(folder, trust).eval()
+        self.head = head_layer(self.model)  # found once: it walks every module
         n = self.model.config.num_labels
         self.labels: list[str] = [str(self.model.config.id2label[i]) for i in range(n)]
         self.max_length = _max_length(cfg)
@@ -97,7 +98,8 @@ class TorchClassifier:
         logits = torch.empty(len(texts), len(self.labels))
         det = self.detector
         features: torch.Tensor | None = None
-        hook = head_inputs(self.model) if det and det.needs_features else contextlib.nullcontext()
+        needs = det is not None and det.needs_features
+        hook = head_inputs(self.model, self.head) if needs else contextlib.nullcontext()
         with torch.inference_mode(), autocast(self.model, self.bf16), hook as captured:
             for rows in eval_batches(data.lengths(), self.SUB_BATCH):
                 batch = collate(data, rows)
