@@ -96,18 +96,20 @@ def test_validation_names_each_bad_line(tmp_path):
             {"messages": [{"role": "user", "content": " "}, DIALOGUE[1]]},  # 4: empty content
             {"messages": [DIALOGUE[0]]},  # 5: no assistant turn
             {"instruction": "say hi", "input": "", "output": "hi"},  # 6: fine (Alpaca)
+            {"instruction": "say hi", "output": "h\ud800i"},  # 7: lone surrogate
         ],
     )
     with pytest.raises(InputError) as err:
         read_conversations(path)
     found = {p.line: p.message for p in err.value.problems}
-    assert sorted(found) == [2, 3, 4, 5]
+    assert sorted(found) == [2, 3, 4, 5, 7]
     assert "malformed JSON" in found[2]
     assert "unknown role 'wizard'" in found[3]
     assert "empty content" in found[4]
     assert "no assistant turn" in found[5]
+    assert "lone surrogate (\\ud800" in found[7]
     lenient = read_conversations(path, strict=False)
-    assert [c.line for c in lenient.items] == [1, 6] and sum(lenient.skipped.values()) == 4
+    assert [c.line for c in lenient.items] == [1, 6] and sum(lenient.skipped.values()) == 5
 
 
 def test_cucom_roles_any_case_and_zip(tmp_path):

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tunewise.core.errors import InputError, Problem
+from tunewise.data.load import FIX_CHARACTER, broken_character
 
 ROLES = ("system", "user", "assistant")
 DEFAULT_ROLE_MAP = {
@@ -191,6 +192,9 @@ def _checked(messages: list[dict[str, str]], row: dict, key: str, bad) -> Any:
     """Every conversation needs an assistant turn, after at least one user turn."""
     if row.get("status") not in (None, "ok"):  # Alpaca-Libre marks rejected rows
         return bad("status", f"status: {row['status']!r}, not ok", "keep rows with status ok")
+    for i, m in enumerate(messages):  # the tokenizer would fail on them mid-run
+        if broken := broken_character(m["content"]):
+            return bad(f"{key}[{i}].content", f"content has {broken}", FIX_CHARACTER)
     first_user = next((i for i, m in enumerate(messages) if m["role"] == "user"), None)
     first_assistant = next((i for i, m in enumerate(messages) if m["role"] == "assistant"), None)
     if first_assistant is None:
