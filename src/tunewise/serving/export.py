@@ -33,7 +33,7 @@ from tunewise.serving.onnx_backend import onnx_outputs, session, softmax
 
 FP32_TOLERANCE = 1e-4  # largest |p_onnx - p_torch| accepted for the fp32 export
 INT8_MIN_AGREEMENT = 0.9  # top-1 agreement with PyTorch below this blocks the int8 export
-SAMPLE_ROWS = 64
+SAMPLE_ROWS = 256
 FALLBACK_TEXTS = [
     "I still have not received my new card, what should I do?",
     "How do I top up my account with a bank transfer?",
@@ -193,20 +193,17 @@ def _quantize(src: Path, dst: Path) -> None:
 
 
 def sample_texts(run_dir: Path) -> list[str]:
-    """The first test rows of the run (the texts the model is meant for), else fixed sentences."""
+    """SAMPLE_ROWS test rows of the run spread evenly over its test file (the texts the model is
+    meant for; a file sorted by label gives every part of it), then fixed sentences."""
 
     cfg = _config(run_dir)
     if cfg is not None and cfg.data.test:
         try:
             ex, _ = read_examples(
-                cfg.data.test,
-                cfg.data.text_col,
-                cfg.data.label_col,
-                max_rows=SAMPLE_ROWS,
-                require_labels=False,
+                cfg.data.test, cfg.data.text_col, cfg.data.label_col, require_labels=False
             )
             if len(ex):
-                return ex.texts + FALLBACK_TEXTS
+                return ex.texts[:: max(1, len(ex) // SAMPLE_ROWS)][:SAMPLE_ROWS] + FALLBACK_TEXTS
         except InputError:
             pass
     return FALLBACK_TEXTS
