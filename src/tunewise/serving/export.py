@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.special import softmax
 
 from tunewise.config import load_config
 from tunewise.core import rundir
@@ -26,10 +27,11 @@ from tunewise.core.console import console
 from tunewise.core.errors import BlockingFinding, InputError, Problem
 from tunewise.core.files import sha256_file
 from tunewise.data.load import read_examples
+from tunewise.evaluation.oos import Detector
 from tunewise.models.features import head_inputs
 from tunewise.models.load import load_trained_classifier
 from tunewise.serving.abstention import detector
-from tunewise.serving.onnx_backend import onnx_outputs, session, softmax
+from tunewise.serving.onnx_backend import onnx_outputs, session
 
 FP32_TOLERANCE = 1e-4  # largest |p_onnx - p_torch| accepted for the fp32 export
 INT8_MIN_AGREEMENT = 0.9  # top-1 agreement with PyTorch below this blocks the int8 export
@@ -220,12 +222,17 @@ def _torch_outputs(model: Any, tokenizer: Any, texts: list[str], max_length: int
 
 
 def _check(
-    path: Path, tokenizer: Any, texts: list[str], max_length: int, reference, det=None
+    path: Path,
+    tokenizer: Any,
+    texts: list[str],
+    max_length: int,
+    reference: tuple[np.ndarray, np.ndarray],
+    det: Detector | None = None,
 ) -> dict:
     """Compare with PyTorch; an fp32 export off by more than FP32_TOLERANCE is refused (exit 1).
     With the run's out-of-scope detector `det`, how often both abstain alike is recorded too."""
     logits, features = onnx_outputs(session(path), tokenizer, texts, max_length, features=True)
-    probs, expected = softmax(logits), softmax(reference[0])
+    probs, expected = softmax(logits, axis=1), softmax(reference[0], axis=1)
     check: dict[str, Any] = {
         "rows": len(texts),
         "max_abs_prob_diff": float(np.abs(probs - expected).max()),

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.special import softmax
 
 from tunewise.core import rundir
 from tunewise.core.errors import InputError, Problem
@@ -50,14 +51,9 @@ def onnx_outputs(
     return out[0].astype(np.float64), (out[1].astype(np.float64) if features else None)
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
 def onnx_probabilities(sess: Any, tokenizer: Any, texts: list[str], max_length: int) -> np.ndarray:
     """Softmax probabilities (float64) for `texts`, padded to the longest in the batch."""
-    return softmax(onnx_outputs(sess, tokenizer, texts, max_length)[0])
+    return softmax(onnx_outputs(sess, tokenizer, texts, max_length)[0], axis=1)
 
 
 class OnnxPredictor:
@@ -133,7 +129,7 @@ class OnnxPredictor:
         logits, feats = onnx_outputs(self.session, self.tokenizer, texts, self.max_length, needs)
         k = max(1, min(top_k, len(self.labels)))
         out = []
-        for row in softmax(logits):
+        for row in softmax(logits, axis=1):
             best = np.argsort(-row, kind="stable")[:k]
             ranked = [{"label": self.labels[i], "score": float(row[i])} for i in best]
             out.append({"label": ranked[0]["label"], "score": ranked[0]["score"], "top_k": ranked})
