@@ -18,6 +18,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 BANKING = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77"
 
 
+def pytest_collection_modifyitems(items):
+    """Slow tests (real models, `make test-all`) get an hour before pytest-timeout stops them."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(3600))
+
+
 @pytest.fixture(autouse=True)
 def _grad_mode_is_left_on():
     """Library code must not switch autograd off for the whole process (serve once did, and
