@@ -38,6 +38,7 @@ def finished_run(tmp_path_factory):
             "adapt.head_init=random",
             "train.average_last=null",
             "train.interpolate_start=false",
+            "train.contrastive=null",
         ]
     )
     # 12 steps on 300 rows cannot beat the linear probe: the doctor blocks (exit 1), and the run

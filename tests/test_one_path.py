@@ -102,8 +102,9 @@ SPACE = {
 }
 
 
-def recipe_config(tmp_path, tiny_model_dir, toy_data) -> dict:
-    """Every recipe step switched on: freezing, LP-FT head, R-Drop, averaging, WiSE-FT."""
+def recipe_config(tmp_path, tiny_model_dir, toy_data, contrastive: bool = False) -> dict:
+    """Every recipe step switched on: freezing, LP-FT head, R-Drop, averaging, WiSE-FT, and
+    with `contrastive` the contrastive stage (its 20 rows a class count as few-shot)."""
     cfg = classification_config(tmp_path, tiny_model_dir, toy_data)
     cfg["adapt"] = {"method": "freeze", "freeze_layers": 1, "head_init": "linear_probe"}
     cfg["train"] = {
@@ -114,6 +115,7 @@ def recipe_config(tmp_path, tiny_model_dir, toy_data) -> dict:
         "average_last": 3,
         "interpolate_start": True,
         "early_stopping": {"metric": "loss", "patience": 5},
+        "contrastive": {"pairs_per_row": 2} if contrastive else None,
     }
     cfg["model"]["dropout"] = 0.1
     cfg["tune"] = {"space": SPACE, "metric": "loss", "pruner": "none", "retrain": False}
@@ -137,27 +139,35 @@ def train_loss(config: dict) -> float:
     return json.loads((run_dir / "training.json").read_text())["validation"]["final"]["loss"]
 
 
-def test_a_tune_trial_scores_exactly_what_train_trains(tmp_path, tiny_model_dir, toy_data):
-    config = recipe_config(tmp_path, tiny_model_dir, toy_data)
+@pytest.mark.parametrize("contrastive", [False, True])
+def test_a_tune_trial_scores_exactly_what_train_trains(
+    tmp_path, tiny_model_dir, toy_data, contrastive
+):
+    config = recipe_config(tmp_path, tiny_model_dir, toy_data, contrastive)
     assert trial_loss(config) == train_loss(config)  # bit-equal: one function, one recipe
     done = json.loads((Path(config["output_dir"]) / "clf" / "training.json").read_text())
     # every step changed the model here, so leaving one out is visible (the test below)
-    assert done["head_init"]["method"] == "linear_probe" and done["averaging"]["kept"]
-    assert done["interpolation"]["alpha"] < 1.0
+    assert done["head_init"]["method"] == "linear_probe"
+    if contrastive:
+        assert done["contrastive"]["kept"] and done["contrastive"]["steps"] > 0
+    else:
+        assert done["contrastive"] is None and done["averaging"]["kept"]
+        assert done["interpolation"]["alpha"] < 1.0
 
 
 @pytest.mark.parametrize(
-    "step, skipped",
+    "step, skipped, contrastive",
     [
-        ("finish_average", lambda *a: None),
-        ("finish_interpolation", lambda *a: None),
-        ("init_head", lambda *a: None),
+        ("finish_average", lambda *a: None, False),
+        ("finish_interpolation", lambda *a: None, False),
+        ("starting_point", lambda *a: (None, None), False),
+        ("contrastive_stage", lambda *a, **k: None, True),
     ],
 )
 def test_a_recipe_step_missing_from_one_path_changes_the_score(
-    step, skipped, tmp_path, tiny_model_dir, toy_data, monkeypatch
+    step, skipped, contrastive, tmp_path, tiny_model_dir, toy_data, monkeypatch
 ):
-    config = recipe_config(tmp_path, tiny_model_dir, toy_data)
+    config = recipe_config(tmp_path, tiny_model_dir, toy_data, contrastive)
     full = train_loss(config)
     monkeypatch.setattr(recipe, step, skipped)  # the trial path loses one step
     assert trial_loss(config) != full

@@ -272,6 +272,7 @@ def test_two_process_ddp_matches_one_process(tmp_path, tiny_model_dir, toy_data,
             "rdrop": recipe.get("rdrop", 0.0),
             "average_last": None,
             "interpolate_start": False,
+            "contrastive": None,  # fit under DDP is the subject here
         },
         "adapt": recipe["adapt"],
     }

@@ -48,6 +48,7 @@ RECIPE = {
     "train.rdrop": 1.0,
     "train.average_last": 3,
     "train.interpolate_start": True,
+    "train.contrastive": {},  # its defaults: only where the median class has ≤ 30 rows
 }
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "classification": RECIPE,
@@ -142,6 +143,18 @@ class LossConfig:
 
 
 @dataclass
+class ContrastiveConfig:
+    """The contrastive stage before the head is fitted (training/contrastive.py): SetFit's
+    cosine loss on pairs of training rows, for data with few labelled rows a class."""
+
+    max_rows_per_class: float | None = _f(30.0, ge=1.0)  # median class ≤ this; null: always
+    pairs_per_row: int = _f(20, ge=1)  # a same-class and an other-class pair per row, N times
+    batch_size: int = _f(16, ge=1)  # pairs per step
+    lr: float = _f(2.0e-5, gt=0.0)
+    max_steps: int | None = _f(None, ge=1)
+
+
+@dataclass
 class TrainConfig:
     """Optimisation settings for the training loop."""
 
@@ -165,6 +178,7 @@ class TrainConfig:
     rdrop: float = _f(0.0, ge=0.0)  # R-Drop: weight of the KL between two dropout passes
     average_last: int | None = _f(None, ge=2)  # mean weights of the last N evaluations
     interpolate_start: bool = False  # WiSE-FT: best mix of start and trained on validation
+    contrastive: ContrastiveConfig | None = None  # SetFit-style stage on few-shot data; null: off
     checkpoint_every: int | None = _f(None, ge=1)  # None: at the end, each new best, SIGTERM
     keep_checkpoints: int = _f(2, ge=1)  # newest checkpoints kept, plus the best
     max_nonfinite_steps: int = _f(3, ge=0)  # NaN/inf loss or gradient: skip N steps, then abort

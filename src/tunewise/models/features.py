@@ -36,13 +36,15 @@ def head_layer(model: nn.Module) -> nn.Linear:
 
 
 @contextmanager
-def head_inputs(model: nn.Module, head: nn.Linear | None = None) -> Iterator[list[torch.Tensor]]:
-    """A list that receives the head's input (float32, detached) at every forward pass; `head`
-    is `head_layer(model)`, passed by a caller that hooks the same model on every request."""
+def head_inputs(
+    model: nn.Module, head: nn.Linear | None = None, grad: bool = False
+) -> Iterator[list[torch.Tensor]]:
+    """A list that receives the head's input (float32, detached unless `grad`) at every forward
+    pass; `head` is `head_layer(model)`, passed by a caller that hooks the same model again."""
     captured: list[torch.Tensor] = []
 
     def hook(module: nn.Module, args: tuple) -> None:
-        captured.append(args[0].detach().float())
+        captured.append((args[0] if grad else args[0].detach()).float())
 
     handle = (head or head_layer(model)).register_forward_pre_hook(hook)
     try:

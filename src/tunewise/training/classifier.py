@@ -1,7 +1,8 @@
 """The one way a classifier is trained: `run`, `train`, every `tune` trial, `compare` and
 `refine` candidates call `train_classifier`, so a search scores exactly what a run ships.
 
-The recipe's steps, in order: seeded head → adapt (freeze, BitFit, LoRA) → LP-FT head init →
+The recipe's steps, in order: seeded head → adapt (freeze, BitFit, LoRA) → the contrastive stage
+on few-shot data → LP-FT head init →
 the start weights WiSE-FT mixes with → packing → `fit` (with checkpoint averaging's memory) →
 weight averaging → WiSE-FT interpolation → one validation pass of the final model. With
 `out_dir` the run's files are written (history.jsonl, checkpoints/, model/, training.json);
@@ -77,10 +78,13 @@ def train_classifier(
     def evaluate_validation(m: nn.Module) -> dict[str, float]:  # memory flat in validation size
         return stream_scores(m, val_data, len(splits.labels), cfg.eval.batch_size, bf16)
 
-    head_init = recipe.init_head(cfg, model, train_data) if resume_from is None else None
+    contrastive, head_init = (None, None)
+    if resume_from is None:
+        contrastive, head_init = recipe.starting_point(cfg, model, train_data, val_data, bf16)
     if head_init is not None:  # where training starts: the doctor checks it is not lost
         head_init["validation"] = evaluate_validation(model)
-    start = recipe.start_weights(cfg, model, splits.labels, train_data, resume_from is not None)
+    data = (train_data, val_data)
+    start = recipe.start_weights(cfg, model, splits.labels, data, bf16, resume_from is not None)
     averager = recipe.checkpoint_average(cfg)
     writers = _writers(cfg, out_dir, len(train_data)) if main and out_dir else []
     counts = np.bincount(train_data.labels, minlength=len(splits.labels)).tolist()
@@ -112,6 +116,7 @@ def train_classifier(
             "size": len(splits.validation),
             "final": final,
         },
+        "contrastive": contrastive,
         "head_init": head_init,
         "averaging": averaging,
         "interpolation": interpolation,

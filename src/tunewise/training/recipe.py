@@ -7,6 +7,7 @@ ranking stage share them, so every path trains the same way:
 
     model = build_model(cfg, labels)
     loss_fn = build_training_loss(cfg, label_counts)
+    contrastive, head = starting_point(cfg, model, train_data, val_data, bf16)
     fit(model, data, evaluate, cfg.train, seed=cfg.seed, loss_fn=loss_fn,
         layer_lr_decay=cfg.adapt.layer_lr_decay, callbacks=extra_callbacks(cfg))
     model = save_trained(model, tokenizer, run_dir)
@@ -37,6 +38,7 @@ from tunewise.training.averaging import (
     interpolate_with_start,
     weights_copy,
 )
+from tunewise.training.contrastive import contrastive_stage
 from tunewise.training.losses import LossFn, build_loss
 from tunewise.training.unfreeze import GradualUnfreezing
 
@@ -99,11 +101,24 @@ def extra_callbacks(cfg: Any) -> list[Any]:
     return [GradualUnfreezing(a.unfreeze_every, a.unfreeze_unit)] if a.unfreeze_every else []
 
 
-def init_head(cfg: Any, model: nn.Module, train_data: Any) -> dict[str, Any] | None:
-    """LP-FT when `adapt.head_init: linear_probe`: the head starts as a probe on `train_data`."""
+def starting_point(
+    cfg: Any, model: nn.Module, train_data: Any, val_data: Any, bf16: bool
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Where fine-tuning starts, and a record of each step: `train.contrastive`'s stage on
+    few-shot data, then LP-FT's probe head on `train_data` (`adapt.head_init: linear_probe`)."""
+    contrastive = contrastive_stage(
+        model,
+        train_data,
+        val_data,
+        cfg.train.contrastive,
+        seed=cfg.seed,
+        bf16=bf16,
+        batch_size=cfg.eval.batch_size,
+    )
     if cfg.adapt.head_init != "linear_probe":
-        return None
-    return init_head_from_probe(model, train_data, seed=cfg.seed, batch_size=cfg.eval.batch_size)
+        return contrastive, None
+    head = init_head_from_probe(model, train_data, seed=cfg.seed, batch_size=cfg.eval.batch_size)
+    return contrastive, head
 
 
 def checkpoint_average(cfg: Any) -> CheckpointAverage | None:
@@ -125,18 +140,19 @@ def finish_average(
 
 
 def start_weights(
-    cfg: Any, model: nn.Module, labels: list[str], train_data: Any, resumed: bool
+    cfg: Any, model: nn.Module, labels: list[str], data: tuple[Any, Any], bf16: bool, resumed: bool
 ) -> dict[str, Any] | None:
     """A copy of the weights training starts from, when `train.interpolate_start` needs them.
 
-    A resumed run rebuilds them (same seed, same probe), since `model` already moved.
+    A resumed run rebuilds them (same seed, same stages on the same train and validation
+    `data`), since `model` already moved.
     """
     if not cfg.train.interpolate_start:
         return None
     if resumed:
         torch.manual_seed(cfg.seed)
         model = build_model(cfg, labels)
-        init_head(cfg, model, train_data)
+        starting_point(cfg, model, *data, bf16)
     return weights_copy(model)
 
 
