@@ -4,6 +4,7 @@ that it is undone when the probe it serves gets worse."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from tests.conftest import tiny_bert
@@ -56,14 +57,23 @@ def test_the_stage_pulls_a_class_together_and_records_what_it_did():
     assert torch.is_grad_enabled() and not model.training
 
 
-def test_the_stage_is_undone_when_the_probe_gets_worse(monkeypatch):
+@pytest.mark.parametrize(
+    "probe, steps",
+    [
+        ([0.9, 0.5], 4),  # worse a quarter of the way in: it stops there (18 steps planned)
+        ([0.5, 0.7, 0.4], 18),  # better at a quarter, worse at the end
+    ],
+)
+def test_the_stage_is_undone_when_the_probe_gets_worse(monkeypatch, probe, steps):
     model, data = tiny_bert(num_labels=3, seed=1), toy_encoded(8)
     start = {k: v.clone() for k, v in model.state_dict().items()}
-    scores = iter([0.9, 0.5])  # the probe before, then after the stage
+    scores = iter(probe)  # the probe's validation accuracy before, at a quarter, at the end
     monkeypatch.setattr(contrastive, "probe_accuracy", lambda *a: next(scores))
     c = ContrastiveConfig(max_rows_per_class=None, pairs_per_row=6, lr=1e-3)
     record = contrastive_stage(model, data, toy_encoded(3), c, seed=0, bf16=False)
-    assert record is not None and not record["kept"] and record["steps"] == 18
+    assert record is not None and not record["kept"]
+    assert record["steps"] == steps and record["planned_steps"] == 18
+    assert list(record["probe_validation_accuracy"].values()) == probe
     assert all(torch.equal(v, start[k]) for k, v in model.state_dict().items())
 
 

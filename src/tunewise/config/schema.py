@@ -151,7 +151,7 @@ class ContrastiveConfig:
     pairs_per_row: int = _f(20, ge=1)  # a same-class and an other-class pair per row, N times
     batch_size: int = _f(16, ge=1)  # pairs per step
     lr: float = _f(2.0e-5, gt=0.0)
-    max_steps: int | None = _f(None, ge=1)
+    max_steps: int | None = _f(1000, ge=1)  # a bound on its time; null: every pair once
 
 
 @dataclass
