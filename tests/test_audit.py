@@ -140,6 +140,23 @@ def test_label_noise_candidates_are_the_flipped_rows():
     assert noise.evidence["examples"][0]["suggested"] in ("refund", "card")
 
 
+def test_label_noise_never_forks_a_process_pool(monkeypatch):
+    """cleanlab forks a Pool per physical core by default; forking beside torch's threads once
+    deadlocked CI for 90 minutes. On any machine the audit must score in this process."""
+    import multiprocessing
+
+    import psutil
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the label-noise audit started a process pool")
+
+    monkeypatch.setattr(psutil, "cpu_count", lambda logical=True: 8)  # a many-core machine
+    monkeypatch.setattr(multiprocessing, "Pool", refuse)
+    ex = clean_examples(per_class=20)
+    ex.labels[0] = "card"
+    assert run(ex)["label-noise"]
+
+
 def test_class_imbalance_ratio_and_small_classes():
     ex = clean_examples()
     small = Examples(ex.texts[:26], ex.labels[:26], ex.lines[:26], ex.source)  # greeting: 2

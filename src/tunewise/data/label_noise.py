@@ -54,7 +54,11 @@ class LabelNoise:
         with warnings.catch_warnings():  # max_iter reached: a cheap model is all this needs
             warnings.simplefilter("ignore")
             probs = cross_val_predict(model, X, y_local, cv=cv, method="predict_proba")
-            issues = find_label_issues(y_local, probs, return_indices_ranked_by="self_confidence")
+            # n_jobs=1: by default cleanlab forks a Pool of one process per physical core, and
+            # a fork beside torch's threads can deadlock (it held CI for 90 minutes)
+            issues = find_label_issues(
+                y_local, probs, return_indices_ranked_by="self_confidence", n_jobs=1
+            )
         rows = np.flatnonzero(self.scored_)
         self.pred_probs_[np.ix_(rows, present)] = probs
         self.issues_ = rows[issues]
