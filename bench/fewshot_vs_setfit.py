@@ -13,8 +13,9 @@ rows trains on all it has (and one with fewer than 2k has fewer or no validation
 - `tunewise`: `tunewise.train(configs/banking77.yaml)` + `tunewise.evaluate`, with the few-shot
   settings bench/recipe.py uses for its k-shot regimes (10 epochs, early-stopping patience 10),
   and nothing tuned on test. With k ≤ 30 its default recipe runs the contrastive stage
-  (`train.contrastive`), which makes as many pairs as `setfit_iter20`. It chooses (early stopping, weight averaging, WiSE-FT's mix) on k
-  other rows per class from the training file: it sees 2k labelled rows a class, SetFit k.
+  (`train.contrastive`), which makes as many pairs as `setfit_iter20`. It chooses (early
+  stopping, weight averaging, WiSE-FT's mix) on k other rows per class from the training file:
+  it sees 2k labelled rows a class, SetFit k.
 - `setfit`: SetFit 1.2.0's documented defaults (`TrainingArguments()`: contrastive pairs by
   "oversampling", CosineSimilarityLoss, 1 epoch of batch 16 at lr 2e-5, then a scikit-learn
   LogisticRegression head on the tuned embeddings). Its pair count grows with the square of the

@@ -75,7 +75,7 @@ def probe_accuracy(
     """Validation accuracy of a logistic-regression probe on the head's input vectors."""
     x = logits_and_features(model, train, batch, bf16)[1]
     v = logits_and_features(model, val, batch, bf16)[1]
-    n = int(model.config.num_labels)
+    n = head_layer(model).out_features
     weight, bias = fit_probe(x, np.asarray(train.labels), n, seed, PROBE_C)
     return float(((v @ weight.T + bias).argmax(1) == np.asarray(val.labels)).mean())
 
