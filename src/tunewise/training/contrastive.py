@@ -158,13 +158,14 @@ def _train(
     model.train()
     with step_progress("contrastive stage", steps, unit="steps") as advance:
         for step in range(steps):
-            rows = index[step * c.batch_size : (step + 1) * c.batch_size]
+            span = slice(step * c.batch_size, (step + 1) * c.batch_size)
+            rows = index[span]
             batch = collate(data, np.r_[rows[:, 0], rows[:, 1]].tolist())
             batch = {k: v.to(device) for k, v in batch.items() if k != "labels"}
             with head_inputs(model, head, grad=True) as captured, autocast(model, bf16):
                 model(**batch)
             u, v = captured.pop().float().chunk(2)
-            goal = torch.as_tensor(target[step * c.batch_size :][: len(rows)], device=device)
+            goal = torch.as_tensor(target[span], device=device)
             loss = nn.functional.mse_loss(nn.functional.cosine_similarity(u, v), goal)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
