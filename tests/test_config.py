@@ -32,7 +32,7 @@ def problems(exc: pytest.ExceptionInfo[InputError]) -> list[str]:
 def test_defaults_load_with_none():
     cfg = load_config(None)
     assert cfg.task == "classification" and cfg.data == RunConfig().data
-    assert cfg.train.lr == 3.0e-4
+    assert cfg.train.lr == 5.0e-5  # classification: the recipe's, not TrainConfig's 3e-4
     assert cfg.train.early_stopping == EarlyStoppingConfig()
     assert cfg.run_dir() == Path("runs") / "run"
 
@@ -333,5 +333,6 @@ def test_a_minimal_classification_config_gets_the_recipe_and_other_tasks_do_not(
     assert mine.adapt.method == "full" and mine.adapt.head_init == "linear_probe"  # the rest stays
     lm = load_config({"task": "causal_lm", "data": {"train": "t.jsonl"}})
     assert lm.adapt.method == "lora" and lm.train.rdrop == 0 and lm.train.average_last is None
+    assert lm.train.lr == 3e-4  # the recipe's learning rate is for its probe-started encoder
     ranking = load_config({"task": "ranking", "data": {"train": "t.jsonl"}})
     assert ranking.train.loss == "pairwise_ranking" and ranking.adapt.method == "full"

@@ -45,6 +45,7 @@ RECIPE = {
     "adapt.method": "freeze",
     "adapt.freeze_layers": 0.5,  # the lower half: 3 of MiniLM-L6's 6 layers
     "adapt.head_init": "linear_probe",
+    "train.lr": 5.0e-5,  # 3e-4 undid the probe head in the first epoch (bench/first_epoch.py)
     "train.rdrop": 1.0,
     "train.average_last": 3,
     "train.interpolate_start": True,
