@@ -32,10 +32,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 from recipe import (  # noqa: E402  (bench/recipe.py: regimes, variants, readers)
     CONFIG,
     DATA,
-    merged,
     regime_overrides,
     trec_rows,
     variant_overrides,
+    write_result,
     write_rows,
 )
 
@@ -166,13 +166,7 @@ def main() -> None:
             for variant in args.variants.split(","):
                 rows.append(one(regime, variant, int(seed), args))
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    name = "first_epoch_quick.json" if args.quick else "first_epoch.json"
-    out = ROOT / "bench" / "results" / name
-    out.parent.mkdir(exist_ok=True)
-    rows = merged(out, rows)
-    result = {"bench": "first_epoch", "quick": args.quick, "rows": rows, "summary": summarise(rows)}
-    out.write_text(json.dumps(result, indent=1))
-    print(json.dumps(result))
+    write_result("first_epoch", args.quick, rows, summarise)
 
 
 if __name__ == "__main__":

@@ -218,6 +218,16 @@ def merged(path: Path, rows: list[dict]) -> list[dict]:
     return [r for r in old if key(r) not in new] + rows
 
 
+def write_result(bench: str, quick: bool, rows: list[dict], summarise) -> None:
+    """Merge `rows` into bench/results/BENCH[_quick].json with `summarise(rows)`; print it."""
+    out = ROOT / "bench" / "results" / f"{bench}{'_quick' if quick else ''}.json"
+    out.parent.mkdir(exist_ok=True)
+    rows = merged(out, rows)
+    result = {"bench": bench, "quick": quick, "rows": rows, "summary": summarise(rows)}
+    out.write_text(json.dumps(result, indent=1))
+    print(json.dumps(result))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="10-shot BANKING77, plain vs lpft, 1 seed")
@@ -237,12 +247,7 @@ def main() -> None:
         for seed in args.seeds.split(",")  # seed-major: a cut-short batch still pairs variants
         for variant in variants
     ]
-    out = ROOT / "bench" / "results" / ("recipe_quick.json" if args.quick else "recipe.json")
-    out.parent.mkdir(exist_ok=True)
-    rows = merged(out, rows)
-    result = {"bench": "recipe", "quick": args.quick, "rows": rows, "summary": summarise(rows)}
-    out.write_text(json.dumps(result, indent=1))
-    print(json.dumps(result))
+    write_result("recipe", args.quick, rows, summarise)
 
 
 if __name__ == "__main__":
