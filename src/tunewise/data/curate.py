@@ -102,7 +102,7 @@ def audit_splits(cfg: RunConfig, splits: Splits) -> tuple[list[Finding], dict]:
     return run_audit(cfg, train, splits.test)
 
 
-def concat_all(parts: list[Examples | None]) -> Examples:
+def concat_all(parts: Sequence[Examples | None]) -> Examples:
     """The given parts as one, in line order (None parts skipped; at least one given)."""
     given = [p for p in parts if p is not None]
     out = given[0]

@@ -278,10 +278,13 @@ def fit_detector(
 ) -> Detector:
     """Fit the scorer on training rows, the threshold on validation rows: nothing else."""
     scorer: KNNScorer | MahalanobisScorer | None = None
-    if method == "knn":
-        scorer = KNNScorer(k=k).fit(train.features)
-    elif method == "mahalanobis":
-        scorer = MahalanobisScorer().fit(train.features, train_y)
+    if method in ("knn", "mahalanobis"):
+        if train.features is None:
+            raise ValueError(f"{method} scores head inputs: the training Outputs have none")
+        if method == "knn":
+            scorer = KNNScorer(k=k).fit(train.features)
+        else:
+            scorer = MahalanobisScorer().fit(train.features, train_y)
     det = Detector(method, temperature=temperature if method == "msp" else 1.0, k=k, scorer=scorer)
     oos = det.of(validation_oos) if validation_oos is not None and len(validation_oos) else None
     det.threshold, det.chosen_by = choose_threshold(det.of(validation), oos, coverage)

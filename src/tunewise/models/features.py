@@ -28,7 +28,8 @@ from tunewise.data.encode import Encoded, collate, eval_batches
 
 def head_layer(model: nn.Module) -> nn.Linear:
     """The last Linear layer onto the model's labels (out_features == num_labels)."""
-    n = model.config.num_labels
+    config: Any = model.config  # a transformers config, which nn.Module's typing cannot see
+    n = config.num_labels
     found = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == n]
     if not found:
         raise ValueError(f"no Linear layer with {n} outputs in {type(model).__name__}")
